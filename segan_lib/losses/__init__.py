@@ -1,0 +1,45 @@
+"""Segmentation losses: pixel-wise ones (:mod:`.pixel`) and adversarial ones (:mod:`.adversarial`).
+
+All take logits ``(B, K, H, W)`` (``K == 1``: binary, sigmoid) and int64 targets ``(B, H, W)``
+where a pixel equal to ``ignore_index`` (default 255) counts nowhere. Pick a pixel loss by
+name with ``get_pixel_loss("focal", gamma=2.0)``.
+"""
+from segan_lib.losses.adversarial import (
+    GAN_MODES,
+    PAIR_ENCODINGS,
+    GANLoss,
+    encode_pair,
+    encoded_channels,
+    label_maps,
+    mask_images,
+    multiscale_l1_loss,
+    segmentation_probs,
+)
+from segan_lib.losses.pixel import (
+    PIXEL_LOSSES,
+    PixelLoss,
+    cross_entropy,
+    dice_ce_loss,
+    focal_loss,
+    get_pixel_loss,
+    soft_dice_loss,
+)
+
+__all__ = [
+    "GAN_MODES",
+    "PAIR_ENCODINGS",
+    "PIXEL_LOSSES",
+    "GANLoss",
+    "PixelLoss",
+    "cross_entropy",
+    "dice_ce_loss",
+    "encode_pair",
+    "encoded_channels",
+    "focal_loss",
+    "get_pixel_loss",
+    "label_maps",
+    "mask_images",
+    "multiscale_l1_loss",
+    "segmentation_probs",
+    "soft_dice_loss",
+]
