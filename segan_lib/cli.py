@@ -1,0 +1,287 @@
+"""The ``segan`` command: ``segan train``, ``segan eval`` and ``segan data export``.
+
+Examples::
+
+    segan train --quick                          # about a minute on a laptop CPU
+    segan train --dataset folders --root my_data --num-classes 3 --out runs/mine
+    segan train --method segan --out runs/segan --resume       # continue runs/segan/last.pt
+    torchrun --nproc_per_node=2 -m segan_lib.cli train --batch-size 32   # DDP, global batch 32
+    segan eval runs/mine/last.pt --split val
+
+Every option of ``segan train`` has a full-size default; ``--quick`` swaps in the small
+preset :data:`QUICK_PRESET`, and any option given explicitly wins over both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from segan_lib.losses import PIXEL_LOSSES
+from segan_lib.train.methods import METHODS
+
+DATASETS = ("synth", "folders", "voc", "cityscapes", "ade20k")
+# Defaults for a real run (a GPU), and the small preset of --quick (a 2-core CPU, < 2 min).
+FULL_PRESET = {"epochs": 30, "batch_size": 16, "size": 128, "base_channels": 32, "depth": 4, "n": None,
+               "lr": None, "loss": "dice_ce", "log_every": 10, "batch_norm": True,
+               "cosine": True}
+QUICK_PRESET = {"epochs": 6, "batch_size": 16, "size": 64, "base_channels": 16, "depth": 3, "n": 480,
+                "lr": 3e-3, "loss": "dice_ce", "log_every": 5}
+DATA_SEED = 0  # SynthShapes train seed (validation: DATA_SEED + 1), fixed so runs share data
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    from segan_lib.train.config import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return text
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    add = parser.add_argument
+    add("--dataset", choices=DATASETS, default=default,
+        help="dataset: synth (generated, no files) or a folder layout (see data/README.md)")
+    add("--root", help="dataset folder (all but synth)")
+    add("--num-classes", type=_positive_int, help="label classes incl. background (synth, folders; default 4)")
+    add("--binary", action="store_true", default=None, help="foreground/background masks, one sigmoid output")
+    add("--samples", dest="n", type=_positive_int,
+        help="training samples (validation: samples // 5); default all, 1000 for synth")
+    add("--batch-size", type=_positive_int, help="global batch size (split across torchrun processes)")
+    add("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
+    add("--num-workers", type=_non_negative_int, default=0, help="DataLoader workers for file datasets (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``segan`` parser: sub-commands ``train``, ``eval`` and (from the data package) ``data``."""
+    parser = argparse.ArgumentParser(prog="segan", description="Train and evaluate segmentation networks.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train a segmentor", description="Train a U-Net with a method and a loss.")
+    _add_dataset_options(train, default="synth")
+    add = train.add_argument
+    add("--method", choices=METHODS, default="supervised", help="training method (default supervised)")
+    add("--loss", choices=tuple(PIXEL_LOSSES), help="pixel loss (default dice_ce)")
+    add("--epochs", type=_positive_int, help=f"epochs (default {FULL_PRESET['epochs']})")
+    add("--lr", type=_positive_float, help="learning rate (default: the method's)")
+    add("--size", type=_positive_int, help=f"image size in pixels (default {FULL_PRESET['size']})")
+    add("--base-channels", type=_positive_int, help="U-Net channels of the first level")
+    add("--depth", type=_positive_int, help="U-Net down-sampling steps")
+    add("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+        help="batch norm in the U-Net (the original has none; default on)")
+    add("--cosine", action=argparse.BooleanOptionalAction, default=None,
+        help="anneal the learning rate to 0 with a cosine (supervised only; default on)")
+    add("--quick", action="store_true", help="small preset that trains in about a minute on a CPU")
+    add("--out", help="folder for last.pt, best.pt and history.json (default runs/METHOD)")
+    add("--resume", nargs="?", const="", metavar="PATH", help="continue from a checkpoint (default OUT/last.pt)")
+    add("--seed", type=_non_negative_int, default=0, help="seed of initialisation and data order (default 0)")
+    add("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA)")
+    add("--compile", action="store_true", help="torch.compile the networks (eager if it fails)")
+    add("--log-every", type=_positive_int, help="steps between loss read-outs")
+    add("--checkpoint-every", type=_non_negative_int, default=0, help="steps between checkpoints (0: each epoch)")
+    add("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+
+    evaluate = commands.add_parser("eval", help="per-class Dice and IoU of a checkpoint",
+                                   description="Evaluate a checkpoint's segmentor on a dataset split.")
+    evaluate.add_argument("checkpoint", help="a checkpoint written by segan train (last.pt, best.pt)")
+    _add_dataset_options(evaluate, default=None)
+    evaluate.add_argument("--split", choices=("train", "val"), default="val", help="split to score (default val)")
+    evaluate.set_defaults(func=run_eval)
+
+    _add_data_commands(commands)
+    from segan_lib.bench import add_bench_command  # `segan bench` (segan_lib/bench.py)
+    add_bench_command(commands)
+    return parser
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    """``segan data export`` comes from the data package, when it is installed."""
+    try:
+        from segan_lib.data.export import add_export_command
+    except ImportError:
+        return
+    add_export_command(commands)
+
+
+def resolve_train_options(args: argparse.Namespace) -> dict[str, object]:
+    """The effective options: an explicit flag, else the preset (--quick or full)."""
+    preset = QUICK_PRESET if args.quick else FULL_PRESET
+    options = {key: getattr(args, key, None) for key in preset}
+    return {key: preset[key] if value is None else value for key, value in options.items()}
+
+
+def _dataset_options(args: argparse.Namespace, size: int, n: int | None, stored: dict | None = None) -> dict:
+    stored = stored or {}
+    return {
+        "name": args.dataset or stored.get("name", "synth"),
+        "root": args.root if args.root is not None else stored.get("root"),
+        "size": size,
+        "num_classes": args.num_classes or stored.get("num_classes", 4),
+        "binary": bool(args.binary if args.binary is not None else stored.get("binary", False)),
+        "n": n,
+    }
+
+
+def _build_data(options: dict, split: str, device: str):
+    from segan_lib.data.registry import build_dataset
+
+    dataset = build_dataset(options["name"], options["root"], split, size=options["size"], seed=DATA_SEED,
+                            n=options["n"], binary=options["binary"], num_classes=options["num_classes"])
+    if options["name"] == "synth" and device != "cpu":  # render SynthShapes batches on the GPU
+        from segan_lib.train.hardware import resolve_device
+
+        dataset.device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    return dataset
+
+
+def _class_names(dataset: object, num_classes: int) -> list[str]:
+    names = list(getattr(dataset, "class_names", None) or getattr(dataset, "CLASS_NAMES", ()))
+    if num_classes == 2 and getattr(dataset, "binary", False):
+        return ["background", "foreground"]
+    return names[:num_classes] if len(names) >= num_classes else [f"class {k}" for k in range(num_classes)]
+
+
+def format_scores(scores: dict, class_names: Sequence[str]) -> str:
+    """A per-class Dice/IoU table and the foreground means, as printed by train and eval.
+
+    ``scores``: ``SegmentationMetrics.compute()`` output (per-class entries as tensors or lists).
+    """
+    width = max(len("class"), *(len(n) for n in class_names))
+    lines = [f"{'class':<{width}}  {'Dice':>6}  {'IoU':>6}"]
+    for name, dice, iou in zip(class_names, list(scores["dice"]), list(scores["iou"])):
+        lines.append(f"{name:<{width}}  {dice:6.3f}  {iou:6.3f}")
+    lines.append(f"validation mean Dice (foreground): {scores['mean_dice']:.3f}")
+    lines.append(f"validation mean IoU (foreground): {scores['mean_iou']:.3f}")
+    lines.append(f"pixel accuracy: {scores['pixel_accuracy']:.3f}")
+    return "\n".join(lines)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``segan train``: build data, U-Net and strategy, train, print the validation scores."""
+    from segan_lib.course import seed_everything
+    from segan_lib.models.unet import UNet
+    from segan_lib.train import TrainConfig, Trainer, build_strategy
+    from segan_lib.train.batches import steps_in_epoch
+
+    started = time.perf_counter()
+    opts = resolve_train_options(args)
+    if args.cosine and args.method != "supervised":
+        raise ValueError(f"--cosine is only for --method supervised, got --method {args.method}")
+    data_options = _dataset_options(args, opts["size"], opts["n"])
+    train_data = _build_data(data_options, "train", args.device)
+    val_data = _build_data(data_options, "val", args.device)
+    num_classes = int(train_data.num_classes)
+    model = {"name": "unet", "in_channels": int(getattr(train_data, "in_channels", 3)),
+             "n_classes": 1 if num_classes == 2 and data_options["binary"] else num_classes,
+             "base_channels": opts["base_channels"], "depth": opts["depth"], "batch_norm": opts["batch_norm"]}
+    seed_everything(args.seed)  # the initial weights depend on the seed only
+    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
+                     depth=model["depth"], batch_norm=model["batch_norm"])
+    options = {}
+    if opts["cosine"] and args.method == "supervised":  # anneal to 0 over the whole run
+        options["cosine_steps"] = opts["epochs"] * steps_in_epoch(len(train_data), opts["batch_size"])
+    strategy = build_strategy(args.method, segmentor, in_channels=model["in_channels"], num_classes=num_classes,
+                              lr=opts["lr"], loss=opts["loss"], **options)
+    out = Path(args.out or f"runs/{args.method}")
+    config = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], seed=args.seed, device=args.device,
+                         amp=args.amp, compile=args.compile, log_every=opts["log_every"], checkpoint_dir=str(out),
+                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                         num_workers=args.num_workers)
+    meta = {"model": model, "dataset": data_options, "in_channels": model["in_channels"], "loss": opts["loss"]}
+    trainer = Trainer(strategy, train_data, val_data, num_classes=num_classes, config=config, meta=meta)
+    resume = None if args.resume is None else (args.resume or out / "last.pt")
+    history = trainer.fit(resume_from=resume)
+    if trainer.dist.is_main:
+        (out / "history.json").write_text(json.dumps(history.to_dict()), encoding="utf-8")
+        scores = {key: history.last("val_" + key) for key in ("dice", "iou", "mean_dice", "mean_iou", "pixel_accuracy")}
+        print(format_scores(scores, _class_names(val_data, num_classes)))
+        print(f"checkpoints in {out}; {trainer.step} steps, {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``segan eval``: rebuild the U-Net from the checkpoint's meta and score a split."""
+    import torch
+
+    from segan_lib.models.unet import UNet
+    from segan_lib.train.checkpoint import CheckpointError, load_checkpoint
+    from segan_lib.train.evaluation import evaluate_segmentation
+    from segan_lib.train.hardware import resolve_amp, resolve_device
+
+    payload = load_checkpoint(args.checkpoint)
+    meta = payload["meta"]
+    model = meta.get("model")
+    if not isinstance(model, dict) or model.get("name") != "unet" or "dataset" not in meta:
+        raise CheckpointError(f"checkpoint {args.checkpoint} has no U-Net and dataset description (meta) to "
+                              "rebuild the model from")
+    stored = meta["dataset"]
+    data_options = _dataset_options(args, stored["size"], args.n or stored.get("n"), stored)
+    data = _build_data(data_options, args.split, args.device)
+    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
+                     depth=model["depth"], batch_norm=model.get("batch_norm", False))
+    try:
+        segmentor.load_state_dict(payload["strategy"]["nets"]["segmentor"])
+    except (RuntimeError, KeyError) as error:
+        raise CheckpointError(f"checkpoint {args.checkpoint} does not hold this U-Net's weights: {error}") from error
+    device = resolve_device(args.device)
+    segmentor.to(device).eval()
+    amp_dtype = resolve_amp("auto", device)
+
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            return segmentor(images).float()
+
+    num_classes = int(meta.get("num_classes", data.num_classes))
+    scores = evaluate_segmentation(predict, data, num_classes=num_classes, batch_size=args.batch_size or 16,
+                                   device=device, num_workers=args.num_workers)
+    print(f"checkpoint {args.checkpoint}: method {meta.get('method')}, step {payload['step']}; "
+          f"{args.split} split of {data_options['name']}, {len(data)} images")
+    print(format_scores(scores, _class_names(data, num_classes)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segan`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from segan_lib.train import distributed
+    from segan_lib.train.checkpoint import CheckpointError
+    from segan_lib.train.history import TrainingDiverged
+
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ImportError, CheckpointError, TrainingDiverged) as error:
+        print(f"segan: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

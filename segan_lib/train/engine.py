@@ -1,0 +1,315 @@
+"""The one training engine: every method (supervised, SegAN, hybrid, GAN) runs on it.
+
+A :class:`~segan_lib.train.strategy.Strategy` says what one step does; the
+:class:`Trainer` does the rest, in this order per step::
+
+    batch = next global batch (this process's shard)  -> device (4-D tensors channels_last)
+    logs  = strategy.train_step(inputs, targets, step) -> detached 0-d tensors, kept on device
+    every log_every steps and at each epoch end: read the logs once, check they are finite,
+            append their means to the History, call the callbacks
+    each epoch end (every eval_every epochs and after the last): validate -> best.pt
+    every checkpoint_every steps / each epoch end / at the end: last.pt (only finite states)
+
+Example::
+
+    strategy = SupervisedStrategy(UNet(3, 4, base_channels=16, depth=3), loss="dice_ce")
+    trainer = Trainer(strategy, SynthShapes(800, size=64), SynthShapes(100, size=64, seed=1),
+                      num_classes=4, config=TrainConfig(epochs=5, batch_size=16))
+    history = trainer.fit()              # history["loss"], history["val_mean_dice"], ...
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from segan_lib._checks import value_checks
+from segan_lib.course import seed_everything
+from segan_lib.train import distributed
+from segan_lib.train.batches import TrainBatches, steps_in_epoch
+from segan_lib.train.checkpoint import (
+    _check_plain, capture_rng_state, check_meta_matches, load_checkpoint, load_strategy_state,
+    restore_rng_state, save_checkpoint,
+)
+from segan_lib.train.config import TrainConfig, check_resumable
+from segan_lib.train.evaluation import evaluate_segmentation
+from segan_lib.train.hardware import (
+    compile_nets, decompile_nets, is_compile_error, resolve_amp, resolve_device, to_device, use_channels_last,
+)
+from segan_lib.train.history import History, LogAccumulator, TrainingDiverged
+from segan_lib.train.strategy import Strategy, unwrap
+
+Callback = Callable[["Trainer", int, dict], None]
+
+
+class Trainer:
+    """Runs ``strategy`` on ``train_data`` as ``config`` says; see the module docstring.
+
+    Args:
+        strategy: the method (nets, optimisers, step); the trainer moves its nets to the
+            device, calls ``configure_optimizers()`` and wraps the nets (DDP, compile).
+        train_data: a dataset of ``(inputs, targets)`` pairs (or single tensors: then
+            ``train_step`` gets ``targets=None``); ``get_batch``/``set_epoch`` are used if present.
+        val_data: optional segmentation dataset of ``(image, mask)`` pairs, evaluated with
+            ``strategy.predict_logits``; needs ``num_classes``.
+        num_classes: label classes for the metrics (2 for a binary sigmoid model).
+        config: a :class:`TrainConfig` (default: ``TrainConfig()``).
+        callbacks: ``f(trainer, step, logs)`` called on rank 0 at each logging interval with
+            the averaged losses (e.g. to draw GAN samples).
+        meta: plain data stored in checkpoints to rebuild the model (``"method"`` is added).
+    """
+
+    def __init__(self, strategy: Strategy, train_data: object, val_data: object = None, *,
+                 num_classes: int | None = None, config: TrainConfig | None = None,
+                 callbacks: Sequence[Callback] = (), meta: dict | None = None) -> None:
+        config = TrainConfig() if config is None else config
+        if not isinstance(strategy, Strategy):
+            raise ValueError(f"strategy must be a segan_lib.train.Strategy, got {type(strategy).__name__}")
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not hasattr(train_data, "__len__"):
+            raise ValueError(f"train_data must be a Dataset with a length, got {type(train_data).__name__}")
+        if val_data is not None and num_classes is None:
+            raise ValueError("num_classes is required when val_data is given (label classes for the metrics), got None")
+        if any(not callable(cb) for cb in callbacks):
+            raise ValueError("callbacks must be callables f(trainer, step, logs)")
+        self.strategy, self.train_data, self.val_data = strategy, train_data, val_data
+        self.num_classes, self.config, self.callbacks = num_classes, config, list(callbacks)
+        self.meta = {"method": strategy.name, **({"num_classes": num_classes} if num_classes else {}), **(meta or {})}
+        _check_plain(self.meta, "meta")
+
+        self.dist = distributed.init_from_env(config.device)
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.channels_last = use_channels_last(config.channels_last, self.device)
+        self.steps_per_epoch = steps_in_epoch(len(train_data), config.batch_size, config.steps_per_epoch)
+        self.batches = TrainBatches(train_data, batch_size=config.batch_size, seed=config.seed,
+                                    rank=self.dist.rank, world_size=self.dist.world_size,
+                                    num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
+        strategy.device, strategy.amp_dtype = self.device, resolve_amp(config.amp, self.device)
+        # Contract order: nets on the device -> optimisers -> DDP wrappers (-> compile).
+        if self.dist.enabled:
+            distributed.convert_sync_batchnorm(strategy.nets, self.device)
+        strategy.nets.to(self.device)
+        if self.channels_last:
+            strategy.nets.to(memory_format=torch.channels_last)  # 4-D weights only
+        strategy.configure_optimizers()
+        if self.dist.enabled:
+            distributed.wrap_nets(strategy.nets, self.device,
+                                  find_unused_parameters=getattr(strategy, "find_unused_parameters", False))
+        self.compiled = config.compile
+        self._compile_proven = False
+        if self.compiled:
+            compile_nets(strategy.nets)
+
+        self.step = 0  # optimisation steps done
+        self.history = History()
+        self._logs = LogAccumulator()
+        self._last_checkpoint: tuple[Path, int] | None = None
+        self._bar = None
+
+    # ----------------------------------------------------------------- training
+    def fit(self, resume_from: str | Path | None = None) -> History:
+        """Train until ``config.epochs`` epochs are done; returns the :class:`History`.
+
+        ``resume_from``: a checkpoint of this method and model; training continues at its
+        step with its weights, optimiser states, history and RNG states, so the result is
+        the one of an unbroken run. A fresh run seeds every RNG with ``config.seed`` first
+        (the caller seeds model initialisation). Calling ``fit`` again after raising
+        ``config.epochs`` continues the same run.
+        """
+        config, spe = self.config, self.steps_per_epoch
+        if resume_from is not None:
+            self._resume(Path(resume_from))
+        elif self.step == 0:
+            seed_everything(config.seed)
+        total = config.epochs * spe
+        self._bar = self._progress_bar(total)
+        try:
+            while self.step < total:
+                epoch, start = divmod(self.step, spe)
+                self.strategy.train(True)
+                for batch in self.batches.epoch(epoch, spe, start):
+                    self._train_step(to_device(batch, self.device, self.channels_last))
+                    self.step += 1
+                    if self._bar is not None:
+                        self._bar.update(1)
+                    if self.step % config.log_every == 0:
+                        self._flush_logs()
+                    if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step % spe:
+                        self._save("last.pt")  # mid-epoch; epoch ends are saved below, after validation
+                self._end_epoch(epoch + 1, last=self.step >= total)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = None
+        distributed.barrier()
+        return self.history
+
+    def _end_epoch(self, epochs_done: int, *, last: bool) -> None:
+        config = self.config
+        self._flush_logs()
+        if self.val_data is not None and (last or (config.eval_every and epochs_done % config.eval_every == 0)):
+            self._validate(epochs_done)
+        if last or config.checkpoint_every == 0 or self.step % config.checkpoint_every == 0:
+            self._save("last.pt")
+
+    def _train_step(self, batch: tuple) -> None:
+        if len(batch) not in (1, 2):
+            raise ValueError(f"train_data must yield (inputs, targets) pairs or single tensors, got {len(batch)} items")
+        inputs, targets = batch if len(batch) == 2 else (batch[0], None)
+        # On CUDA, label/NaN checks inside the losses would stall the GPU every step; the
+        # engine checks the losses itself at each logging interval instead.
+        checks = value_checks(False) if self.device.type == "cuda" else contextlib.nullcontext()
+        if self.compiled and not self._compile_proven:
+            logs = self._first_compiled_step(inputs, targets, checks)
+        else:
+            with checks:
+                logs = self.strategy.train_step(inputs, targets, self.step)
+        self._logs.add(self.step, logs)
+
+    def _first_compiled_step(self, inputs: object, targets: object, checks) -> dict:
+        """Compilation happens at the first call; if it fails, undo any partial update, warn
+        and redo the step in eager mode."""
+        saved_state, saved_rng = copy.deepcopy(self.strategy.state_dict()), capture_rng_state()
+        try:
+            with checks:
+                logs = self.strategy.train_step(inputs, targets, self.step)
+        except Exception as error:
+            if not is_compile_error(error):
+                raise
+            self._fall_back_to_eager(error)
+            self.strategy.load_state_dict(saved_state)
+            restore_rng_state(saved_rng)
+            for net in self.strategy.nets.values():
+                net.zero_grad(set_to_none=True)
+            with checks:
+                logs = self.strategy.train_step(inputs, targets, self.step)
+        self._compile_proven = True
+        return logs
+
+    def _fall_back_to_eager(self, error: BaseException) -> None:
+        decompile_nets(self.strategy.nets, error)
+        self.compiled = False
+
+    def _flush_logs(self) -> None:
+        """Read the pending losses (one host sync), stop on NaN/inf, record and report them."""
+        if not len(self._logs):
+            return
+        try:
+            means = self._logs.read(distributed.mean_over_processes if self.dist.enabled else None)
+        except TrainingDiverged as error:
+            kept = (f"the last good checkpoint {self._last_checkpoint[0]} (step {self._last_checkpoint[1]}) is kept"
+                    if self._last_checkpoint else "no checkpoint was written before it")
+            raise TrainingDiverged(
+                f"{error} (epoch {error.step // self.steps_per_epoch + 1}); {kept}. Lower the learning rate "
+                "or check the data", step=error.step, loss_name=error.loss_name, value=error.value,
+            ) from None
+        self.history.append_train(self.step, self.step / self.steps_per_epoch, means)
+        if self._bar is not None:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+        if self.dist.is_main:
+            for callback in self.callbacks:
+                callback(self, self.step, means)
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, data: object) -> dict:
+        """``SegmentationMetrics.compute()`` of the segmentor on every sample of ``data``
+        (eval mode, ``strategy.predict_logits``, batches of ``config.batch_size``)."""
+        if self.num_classes is None:
+            raise ValueError("num_classes is required to evaluate (pass it to Trainer), got None")
+        if "segmentor" not in self.strategy.nets:
+            raise ValueError(f"the {self.strategy.name} strategy has no 'segmentor' net to evaluate")
+        was_training = self.strategy.segmentor.training
+        self.strategy.train(False)
+        try:
+            with self._bare_nets():
+                try:
+                    return self._run_evaluation(data)
+                except Exception as error:
+                    if not (self.compiled and is_compile_error(error)):
+                        raise
+                    self._fall_back_to_eager(error)
+                    return self._run_evaluation(data)
+        finally:
+            self.strategy.train(was_training)
+
+    def _run_evaluation(self, data: object) -> dict:
+        return evaluate_segmentation(self.strategy.predict_logits, data, num_classes=self.num_classes,
+                                     batch_size=self.config.batch_size, device=self.device,
+                                     channels_last=self.channels_last, num_workers=self.config.num_workers)
+
+    @contextlib.contextmanager
+    def _bare_nets(self) -> Iterator[None]:
+        """Under DDP, evaluation runs on rank 0 alone, so it must not touch the DDP wrappers
+        (their forward talks to the other processes): swap in the bare modules meanwhile."""
+        if not self.dist.enabled:
+            yield
+            return
+        wrapped = dict(self.strategy.nets.items())
+        for name, net in wrapped.items():
+            self.strategy.nets[name] = unwrap(net)
+        try:
+            yield
+        finally:
+            for name, net in wrapped.items():
+                self.strategy.nets[name] = net
+
+    def _validate(self, epochs_done: int) -> None:
+        metrics = self.evaluate(self.val_data) if self.dist.is_main else None
+        if self.dist.enabled:
+            metrics = distributed.broadcast_from_main(metrics)
+        previous_best = max((d for d in self.history.get("val_mean_dice", []) if not math.isnan(d)), default=-math.inf)
+        self.history.append_val(self.step, epochs_done, metrics)
+        if self._bar is not None:
+            self._bar.set_postfix({"val_mean_dice": f"{metrics['mean_dice']:.3f}"}, refresh=False)
+        if metrics["mean_dice"] > previous_best:
+            self._save("best.pt")
+
+    # ----------------------------------------------------------------- checkpoints
+    def _save(self, name: str) -> None:
+        """Write ``checkpoint_dir/name`` on rank 0, only after checking the state is finite."""
+        if self.config.checkpoint_dir is None:
+            return
+        self._flush_logs()  # raises TrainingDiverged before a NaN state could be written
+        self._check_parameters_finite()
+        path = Path(self.config.checkpoint_dir) / name
+        if self.dist.is_main:
+            train = {**self.config.to_dict(), "steps_per_epoch": self.steps_per_epoch}
+            save_checkpoint(path, self.strategy, step=self.step, epoch=self.step // self.steps_per_epoch,
+                            history=self.history.to_dict(), meta=self.meta, train=train)
+        if name == "last.pt":
+            self._last_checkpoint = (path, self.step)
+
+    def _check_parameters_finite(self) -> None:
+        for net_name, net in self.strategy.nets.items():
+            params = [p for p in unwrap(net).parameters()]
+            if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+                kept = f"{self._last_checkpoint[0]} is kept" if self._last_checkpoint else "no checkpoint was written"
+                raise TrainingDiverged(
+                    f"training diverged: the weights of {net_name!r} hold NaN/inf after step {self.step - 1}; {kept}",
+                    step=self.step - 1, loss_name=f"{net_name} weights", value=math.nan,
+                )
+
+    def _resume(self, path: Path) -> None:
+        payload = load_checkpoint(path, method=self.strategy.name)
+        check_meta_matches(payload, self.meta, path)
+        check_resumable(payload["train"], self.config, self.steps_per_epoch, str(path))
+        load_strategy_state(self.strategy, payload, path)
+        restore_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        self.history = History.from_dict(payload["history"])
+        self._last_checkpoint = (path, self.step)
+
+    def _progress_bar(self, total: int):
+        if not (self.config.progress and self.dist.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=min(self.step, total), desc=f"{self.strategy.name}", unit="step",
+                    dynamic_ncols=True)

@@ -1,0 +1,95 @@
+"""Plain supervised segmentation: one network, one pixel loss, Adam."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from segan_lib._checks import check_positive
+from segan_lib.train.strategy import Strategy
+
+PixelLossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def resolve_pixel_loss(loss: str | PixelLossFn) -> PixelLossFn:
+    """A pixel loss by name (``segan_lib.losses.PIXEL_LOSSES``: "ce", "dice", "focal",
+    "dice_ce") or a callable ``loss(logits (B, K, H, W), masks (B, H, W)) -> 0-d tensor``."""
+    if callable(loss):
+        return loss
+    if not isinstance(loss, str):
+        raise ValueError(f"loss must be a loss name or a callable loss(logits, masks), got {type(loss).__name__}")
+    from segan_lib.losses import get_pixel_loss
+
+    return get_pixel_loss(loss)
+
+
+def make_adam(params: list[nn.Parameter], device: torch.device, *, lr: float,
+              weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused CUDA kernel on GPUs (one launch updates every parameter); PyTorch's
+    default implementation elsewhere."""
+    fused = True if device.type == "cuda" else None
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)
+
+
+class SupervisedStrategy(Strategy):
+    """Minimise a pixel loss of the segmentor's logits against the true masks.
+
+    One step on images ``x (B, C, H, W)`` and masks ``y (B, H, W)``::
+
+        logits = S(x)                      # (B, K, H, W), under bf16 autocast when enabled
+        loss   = pixel_loss(logits.float(), y)
+        Adam step on the gradient of loss, at learning rate lr_t
+
+    Args:
+        segmentor: images ``(B, C, H, W)`` -> logits ``(B, K, H, W)``.
+        loss: a name from ``segan_lib.losses.PIXEL_LOSSES`` or a callable ``loss(logits, masks)``.
+        lr: Adam learning rate (> 0). weight_decay: L2 penalty added by Adam (>= 0).
+        cosine_steps: None keeps ``lr_t = lr``; ``T`` anneals it over ``T`` steps,
+            ``lr_t = lr * (1 + cos(pi * min(t, T) / T)) / 2`` (Loshchilov & Hutter, SGDR,
+            ICLR 2017, without restarts). A function of the step only, so a resumed run
+            follows the same schedule.
+
+    Logs ``{"loss": 0-d tensor}`` per step.
+    """
+
+    name = "supervised"
+
+    def __init__(self, segmentor: nn.Module, loss: str | PixelLossFn = "dice_ce", *,
+                 lr: float = 1e-3, weight_decay: float = 0.0, cosine_steps: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(segmentor, nn.Module):
+            raise ValueError(f"segmentor must be an nn.Module, got {type(segmentor).__name__}")
+        check_positive("lr", lr)
+        check_positive("weight_decay", weight_decay, allow_zero=True)
+        if cosine_steps is not None:
+            check_positive("cosine_steps", cosine_steps)
+        self.nets["segmentor"] = segmentor
+        self.loss_fn = resolve_pixel_loss(loss)
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.cosine_steps = cosine_steps
+
+    def learning_rate(self, step: int) -> float:
+        """``lr_t`` of step ``t`` (see the class docstring)."""
+        if self.cosine_steps is None:
+            return self.lr
+        return self.lr * (1 + math.cos(math.pi * min(step, self.cosine_steps) / self.cosine_steps)) / 2
+
+    def configure_optimizers(self) -> None:
+        params = [p for p in self.unwrapped("segmentor").parameters() if p.requires_grad]
+        self.optimizers = {"segmentor": make_adam(params, self.device, lr=self.lr, weight_decay=self.weight_decay)}
+
+    def train_step(self, images: Tensor, masks: Tensor, step: int) -> dict[str, Tensor]:
+        optimizer = self.optimizers["segmentor"]
+        for group in optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.nets["segmentor"](images)  # (B, K, H, W)
+        loss = self.loss_fn(logits.float(), masks)  # the loss in float32, outside autocast
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}

@@ -1,0 +1,197 @@
+"""Checkpoints: plain-data files, atomic writes, clear errors, exact resume (also after SIGKILL)."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segan_lib.train import CheckpointError, SupervisedStrategy, TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from segan_lib.train.checkpoint import (
+    atomic_save, capture_rng_state, check_meta_matches, load_strategy_state, restore_rng_state,
+)
+
+
+def tiny_strategy(channels: int = 4) -> SupervisedStrategy:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
+    strategy = SupervisedStrategy(net, lambda logits, masks: nn.functional.cross_entropy(logits, masks), lr=1e-2)
+    strategy.configure_optimizers()
+    return strategy
+
+
+class PairData(torch.utils.data.Dataset):
+    def __init__(self, n: int = 32) -> None:
+        self.images = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        self.masks = (self.images[:, 0] > 0).long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.masks[i]
+
+
+class DropoutNet(nn.Module):
+    """Dropout makes the global RNG part of the result, so a resume must restore it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Dropout(0.3), nn.Conv2d(4, 2, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def trainer(tmp_path, epochs: int, **overrides) -> Trainer:
+    strategy = SupervisedStrategy(DropoutNet(), lambda logits, masks: nn.functional.cross_entropy(logits, masks))
+    settings = {"epochs": epochs, "batch_size": 8, "progress": False, "log_every": 3, "checkpoint_dir": str(tmp_path)}
+    return Trainer(strategy, PairData(), PairData(8), num_classes=2, config=TrainConfig(**{**settings, **overrides}))
+
+
+def test_save_and_load_round_trip_with_weights_only(tmp_path):
+    strategy = tiny_strategy()
+    path = save_checkpoint(tmp_path / "c.pt", strategy, step=5, epoch=1, history={"loss": [1.0, float("nan")]},
+                           meta={"model": {"depth": 2}}, train={"batch_size": 8})
+    raw = torch.load(path, weights_only=True)  # plain data only
+    assert raw["step"] == 5 and raw["meta"] == {"method": "supervised", "model": {"depth": 2}}
+    loaded = load_checkpoint(path, method="supervised")
+    for key, value in strategy.unwrapped("segmentor").state_dict().items():
+        assert torch.equal(loaded["strategy"]["nets"]["segmentor"][key], value)
+    fresh = tiny_strategy(channels=4)
+    load_strategy_state(fresh, loaded, path)
+    assert torch.equal(fresh.nets["segmentor"][0].weight, strategy.nets["segmentor"][0].weight)
+
+
+def test_rng_state_round_trip_restores_every_generator():
+    state = capture_rng_state()
+    first = (torch.rand(3), random.random(), np.random.rand(2))
+    restore_rng_state(state)
+    again = (torch.rand(3), random.random(), np.random.rand(2))
+    assert torch.equal(first[0], again[0]) and first[1] == again[1] and np.array_equal(first[2], again[2])
+
+
+def test_non_plain_data_is_refused_and_the_old_file_survives(tmp_path):
+    strategy = tiny_strategy()
+    path = save_checkpoint(tmp_path / "c.pt", strategy, step=1, epoch=0)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match=r"checkpoint\['meta'\]\['root'\] is a PosixPath|is a WindowsPath"):
+        save_checkpoint(path, strategy, step=2, epoch=0, meta={"root": tmp_path})
+    assert path.read_bytes() == before
+    with pytest.raises(Exception, match="lambda"):  # pickling fails half-way through the write
+        atomic_save({"x": torch.zeros(1000), "f": lambda: 0}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left behind
+
+
+def test_bad_files_give_errors_naming_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    good = save_checkpoint(tmp_path / "good.pt", tiny_strategy(), step=1, epoch=0)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated.pt cannot be read"):
+        load_checkpoint(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt is not a segan_lib checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="good.pt was written by method 'supervised', not 'segan'"):
+        load_checkpoint(good, method="segan")
+
+
+def test_mismatched_model_or_meta_is_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", tiny_strategy(channels=4), step=1, epoch=0, meta={"model": {"base": 4}})
+    payload = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"c.pt does not fit this supervised model"):
+        load_strategy_state(tiny_strategy(channels=6), payload, path)
+    with pytest.raises(CheckpointError, match=r"c.pt was written for model=\{'base': 4\}"):
+        check_meta_matches(payload, {"model": {"base": 6}}, path)
+
+
+def test_resume_in_process_matches_an_unbroken_run(tmp_path):
+    unbroken = trainer(tmp_path / "a", epochs=3)
+    unbroken_history = unbroken.fit()
+    first = trainer(tmp_path / "b", epochs=2)
+    first.fit()
+    resumed = trainer(tmp_path / "b", epochs=3)
+    resumed_history = resumed.fit(resume_from=tmp_path / "b" / "last.pt")
+    for key, value in unbroken.strategy.state_dict()["nets"]["segmentor"].items():
+        assert torch.equal(resumed.strategy.state_dict()["nets"]["segmentor"][key], value)
+    assert same_history(resumed_history, unbroken_history)
+    assert (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_resume_refuses_a_different_batch_size_or_method(tmp_path):
+    trainer(tmp_path, epochs=1).fit()
+    with pytest.raises(ValueError, match="batch_size=8, this run has batch_size=4"):
+        trainer(tmp_path, epochs=2, batch_size=4).fit(resume_from=tmp_path / "last.pt")
+
+    class OtherMethod(SupervisedStrategy):
+        name = "other"
+
+    other = Trainer(OtherMethod(DropoutNet(), "ce"), PairData(), config=TrainConfig(epochs=2, batch_size=8, progress=False))
+    with pytest.raises(CheckpointError, match="last.pt was written by method 'supervised', not 'other'"):
+        other.fit(resume_from=tmp_path / "last.pt")
+
+
+TRAIN_ARGS = ["--dataset", "synth", "--samples", "64", "--size", "32", "--base-channels", "8", "--depth", "2",
+              "--batch-size", "8", "--epochs", "8", "--device", "cpu", "--no-progress", "--lr", "1e-3"]
+
+
+def _train(out, *extra, env) -> subprocess.Popen:
+    command = [sys.executable, "-m", "segan_lib.cli", "train", *TRAIN_ARGS, "--out", str(out), *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def test_run_killed_by_sigkill_resumes_to_the_same_weights(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every run: same float sums
+    unbroken = _train(tmp_path / "unbroken", env=env)
+    killed = _train(tmp_path / "killed", env=env)
+    checkpoint = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(killed.pid, signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, killed.stderr.read()
+    stopped_at = load_checkpoint(checkpoint)["step"]
+    assert 0 < stopped_at < 8 * 8  # killed mid-run, after at least one checkpoint
+    resumed = _train(tmp_path / "killed", "--resume", env=env)
+    for process in (unbroken, resumed):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert "validation mean Dice (foreground):" in out
+    final_unbroken = load_checkpoint(tmp_path / "unbroken" / "last.pt")
+    final_resumed = load_checkpoint(checkpoint)
+    assert final_resumed["step"] == final_unbroken["step"] == 64
+    for x, y in zip(_tensors(final_unbroken["strategy"]), _tensors(final_resumed["strategy"]), strict=True):
+        assert torch.equal(x, y)  # weights and Adam moments, bit for bit
+    assert same_history(final_resumed["history"], final_unbroken["history"])
+
+
+def same_history(a: dict, b: dict) -> bool:
+    """Equal histories, NaN equal to NaN (a class absent from the validation set)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in _tensors(item)]
+    return []

@@ -1,0 +1,106 @@
+"""The ``segan`` command: help, argument errors, a tiny train + eval + resume, and the
+``--quick`` promise (validation mean foreground Dice > 0.8 within 2 minutes on 2 CPU cores)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from segan_lib import cli
+from segan_lib.train import load_checkpoint
+
+TINY = ["--dataset", "synth", "--samples", "16", "--size", "32", "--base-channels", "4", "--depth", "2",
+        "--batch-size", "8", "--epochs", "1", "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["data"]])
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: segan" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, named", [
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--method", "pix2pix"], "--method"),
+    (["train", "--device", "gpu"], "--device"),
+    (["train", "--loss", "hinge"], "--loss"),
+    (["train", "--epochs", "two"], "--epochs"),
+    (["train", "--lr", "-1"], "--lr"),
+    (["eval"], "checkpoint"),
+    (["fly"], "COMMAND"),
+])
+def test_bad_arguments_are_argparse_errors_naming_the_argument(args, named, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "segan" in err and named in err and "Traceback" not in err
+
+
+def test_quick_preset_and_explicit_flags():
+    parser = cli.build_parser()
+    quick = cli.resolve_train_options(parser.parse_args(["train", "--quick", "--epochs", "3"]))
+    assert quick == {**cli.QUICK_PRESET, "epochs": 3}
+    assert cli.resolve_train_options(parser.parse_args(["train"])) == cli.FULL_PRESET
+
+
+def test_format_scores_prints_each_class_and_the_foreground_mean():
+    text = cli.format_scores({"dice": [1.0, 0.5], "iou": [1.0, 1 / 3], "mean_dice": 0.5, "mean_iou": 1 / 3,
+                              "pixel_accuracy": 0.9}, ["background", "disc"])
+    assert text.splitlines()[2] == "disc         0.500   0.333"
+    assert "validation mean Dice (foreground): 0.500" in text
+
+
+def test_train_eval_and_resume_on_tiny_synthshapes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    dice = float(re.search(r"validation mean Dice \(foreground\): ([0-9.]+|nan)", printed).group(1))
+    history = json.loads((out / "history.json").read_text())
+    assert history["val_mean_dice"][-1] == pytest.approx(dice, abs=5e-4)
+    saved = load_checkpoint(out / "last.pt", method="supervised")
+    assert saved["step"] == 2 and saved["meta"]["model"]["base_channels"] == 4
+    assert saved["meta"]["dataset"] == {"name": "synth", "root": None, "size": 32, "num_classes": 4,
+                                        "binary": False, "n": 16}
+
+    assert cli.main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0
+    evaluated = capsys.readouterr().out
+    assert "rectangle" in evaluated and "triangle" in evaluated
+    assert f"validation mean Dice (foreground): {dice:.3f}" in evaluated
+
+    assert cli.main(["train", *TINY[:-3], "--epochs", "2", "--no-progress", "--out", str(out), "--resume"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == 4
+    capsys.readouterr()
+    assert cli.main(["train", *TINY, "--base-channels", "8", "--out", str(out), "--resume"]) == 1
+    assert "last.pt was written for model=" in capsys.readouterr().err
+
+
+def test_runtime_errors_are_one_line_messages(tmp_path, capsys):
+    assert cli.main(["eval", str(tmp_path / "none.pt")]) == 1
+    assert "segan: error: no checkpoint file at" in capsys.readouterr().err
+    assert cli.main(["train", *TINY, "--dataset", "folders", "--root", str(tmp_path / "absent")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("segan: error:") and "absent" in err
+
+
+def test_python_dash_m_segan_lib_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "segan_lib", "eval", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: segan eval" in done.stdout
+
+
+@pytest.mark.slow
+def test_quick_training_reaches_dice_above_0_8_within_two_minutes(tmp_path):
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "segan_lib.cli", "train", "--quick", "--no-progress",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=240)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    dice = float(re.search(r"validation mean Dice \(foreground\): ([0-9.]+)", done.stdout).group(1))
+    assert dice > 0.8, done.stdout
+    assert seconds < 120, f"took {seconds:.0f} s"
