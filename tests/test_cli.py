@@ -17,7 +17,7 @@ TINY = ["--dataset", "synth", "--samples", "16", "--size", "32", "--base-channel
         "--batch-size", "8", "--epochs", "1", "--device", "cpu", "--no-progress"]
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["data"], ["data", "export"], ["bench"]])
 def test_help_of_every_command(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([*command, "--help"])
@@ -81,7 +81,17 @@ def test_train_eval_and_resume_on_tiny_synthshapes(tmp_path, capsys):
     assert "last.pt was written for model=" in capsys.readouterr().err
 
 
+def test_adversarial_method_on_binary_masks(tmp_path, capsys):
+    assert cli.main(["train", *TINY, "--method", "segan", "--binary", "--out", str(tmp_path)]) == 0
+    assert "foreground" in capsys.readouterr().out
+    saved = load_checkpoint(tmp_path / "last.pt", method="segan")
+    assert set(saved["strategy"]["nets"]) == {"segmentor", "critic"}
+    assert saved["meta"]["model"]["n_classes"] == 1 and saved["meta"]["num_classes"] == 2  # one sigmoid channel
+
+
 def test_runtime_errors_are_one_line_messages(tmp_path, capsys):
+    assert cli.main(["train", *TINY, "--method", "segan", "--cosine"]) == 1
+    assert "--cosine is only for --method supervised" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path / "none.pt")]) == 1
     assert "segan: error: no checkpoint file at" in capsys.readouterr().err
     assert cli.main(["train", *TINY, "--dataset", "folders", "--root", str(tmp_path / "absent")]) == 1

@@ -149,7 +149,12 @@ def test_resumed_ddp_run_matches_the_unbroken_one(two_ranks):
         assert torch.equal(rank0["resumed"][name], value), name
 
 
-def test_single_process_helpers(tmp_path):
+def test_single_process_helpers(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.launched_with_torchrun()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not distributed.launched_with_torchrun()
     assert distributed.current_context() == distributed.DistContext(0, 1, 0)
     assert distributed.init_from_env("cpu").world_size == 1  # not launched by torchrun
     context = distributed.DistContext(rank=1, world_size=2)

@@ -277,6 +277,17 @@ def test_device_amp_and_layout_rules():
     assert all(math.isfinite(loss) for loss in trainer.fit()["loss"])  # bf16 autocast on the CPU
 
 
+def test_compile_errors_are_told_apart_from_user_errors():
+    from torch._dynamo.exc import Unsupported
+
+    class InductorError(RuntimeError):  # e.g. a C++ compiler failure raised inside Inductor
+        __module__ = "torch._inductor.codecache"
+
+    assert hardware.is_compile_error(Unsupported("graph break"))
+    assert hardware.is_compile_error(InductorError("g++ failed"))
+    assert not hardware.is_compile_error(ValueError("logits must have shape (B, K, H, W)"))
+
+
 def test_compile_failure_falls_back_to_eager_with_the_eager_result(monkeypatch):
     def failing_backend(graph_module, example_inputs):
         raise RuntimeError("no compiler here")
@@ -316,12 +327,25 @@ def test_supervised_strategy_checks_and_step():
     assert not torch.equal(before, strategy.nets["segmentor"][0].weight)
 
 
+def test_cosine_learning_rate_follows_the_formula_and_reaches_the_optimizer():
+    strategy = SupervisedStrategy(tiny_net(), ce, lr=0.1, cosine_steps=4)
+    assert [strategy.learning_rate(t) for t in (0, 2, 4, 9)] == pytest.approx([0.1, 0.05, 0.0, 0.0])
+    assert strategy.learning_rate(1) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)) / 2)
+    assert SupervisedStrategy(tiny_net(), ce, lr=0.1).learning_rate(100) == 0.1
+    strategy.configure_optimizers()
+    data = PairData(8)
+    strategy.train_step(data.images, data.masks, 2)
+    assert strategy.optimizers["segmentor"].param_groups[0]["lr"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="cosine_steps"):
+        SupervisedStrategy(tiny_net(), ce, cosine_steps=0)
+
+
 def test_build_strategy_by_method(monkeypatch):
     from segan_lib.models import UNet
     from segan_lib.train import methods
 
-    supervised = build_strategy("supervised", tiny_net(), in_channels=3, num_classes=2, lr=0.5)
-    assert isinstance(supervised, SupervisedStrategy) and supervised.lr == 0.5
+    supervised = build_strategy("supervised", tiny_net(), in_channels=3, num_classes=2, lr=0.5, cosine_steps=10)
+    assert isinstance(supervised, SupervisedStrategy) and supervised.lr == 0.5 and supervised.cosine_steps == 10
     for method in ("segan", "hybrid"):
         strategy = build_strategy(method, UNet(3, 2, base_channels=4, depth=1), in_channels=3, num_classes=2)
         assert strategy.name == method and "segmentor" in strategy.nets and len(strategy.nets) == 2

@@ -10,7 +10,6 @@ import warnings
 import torch
 from torch import nn
 
-from segan_lib.train.strategy import unwrap
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -97,8 +96,3 @@ def decompile_nets(nets: nn.ModuleDict, error: BaseException) -> None:
         module = nets[name]
         if hasattr(module, "_orig_mod"):
             nets[name] = module._orig_mod
-
-
-def bare_modules(nets: nn.ModuleDict) -> dict[str, nn.Module]:
-    """``{name: unwrap(net)}``: the modules behind DDP / compile wrappers."""
-    return {name: unwrap(net) for name, net in nets.items()}

@@ -30,7 +30,9 @@ class History(dict):
 
     Two families of aligned lists:
 
-    * training logs, one entry per logging interval: ``"step"`` (global steps done),
+    * training logs, one entry per logging interval (every ``log_every`` steps, and also at
+      each epoch end and before each checkpoint, so every saved state was checked finite):
+      ``"step"`` (global steps done),
       ``"epoch"`` (fractional epoch, ``step / steps_per_epoch``) and one list per loss that
       the strategy's ``train_step`` returns (the mean over the steps of that interval);
     * validation, one entry per evaluation: ``"val_step"``, ``"val_epoch"`` and the
