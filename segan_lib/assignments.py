@@ -23,8 +23,11 @@ course settings from ``DIR/nbgrader_config.py``. nbgrader is a development depen
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import sys
+import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +91,25 @@ def course_notebooks(notebooks_dir: str | Path | None = None, only: Sequence[str
     return sorted(chosen)
 
 
+@contextlib.contextmanager
+def _scripts_on_path():
+    """Put this interpreter's scripts folder (``.venv/bin``) first on ``PATH`` for the duration.
+
+    nbgrader's gradebook runs the ``alembic`` command by name, which fails with
+    ``FileNotFoundError: 'alembic'`` when the course is used through ``.venv/bin/segan`` (or
+    ``.venv/bin/python``) without activating the virtual environment.
+    """
+    old = os.environ.get("PATH")
+    os.environ["PATH"] = os.pathsep.join(filter(None, [sysconfig.get_path("scripts"), old]))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = old
+
+
 def _run_nbgrader(step: str, root: Path, assignment: str) -> None:
     """Run nbgrader's own converter of ``step`` on one assignment of the course directory ``root``.
 
@@ -116,7 +138,8 @@ def _run_nbgrader(step: str, root: Path, assignment: str) -> None:
     converter_class = {"generate_assignment": GenerateAssignment, "generate_solution": GenerateSolution}[step]
     converter = converter_class(coursedir=CourseDirectory(config=config), config=config)
     converter.force = True  # regenerate from the source copy; student submissions are not touched
-    result = capture_log(converter)
+    with _scripts_on_path():
+        result = capture_log(converter)
     if not result["success"]:
         raise AssignmentError(f"nbgrader {step} {assignment} failed:\n{result.get('log', '')}\n{result.get('error', '')}")
 

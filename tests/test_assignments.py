@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -213,7 +214,9 @@ def graded(course, tmp_path_factory) -> dict[str, Path]:
             target = root / "submitted" / student / path.stem
             target.mkdir(parents=True)
             shutil.copyfile(root / folder / path.stem / path.name, target / path.name)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # nbgrader runs `alembic` by name: the teacher's activated venv, as the README says.
+        path = os.pathsep.join(filter(None, [sysconfig.get_path("scripts"), os.environ.get("PATH")]))
+        env = {**os.environ, "PATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         with open(root / "autograde.log", "w") as log:
             command = [sys.executable, "-m", "nbgrader", "autograde", "*", "--force"]
             runs[student] = root, subprocess.Popen(command, cwd=root, env=env, stdout=log,
