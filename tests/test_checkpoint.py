@@ -14,30 +14,19 @@ import pytest
 import torch
 from torch import nn
 
-from segan_lib.train import CheckpointError, SupervisedStrategy, TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from segan_lib.train import CheckpointError, SupervisedStrategy, Trainer, load_checkpoint, save_checkpoint
 from segan_lib.train.checkpoint import (
     atomic_save, capture_rng_state, check_meta_matches, load_strategy_state, restore_rng_state,
 )
 
+from builders import PairData, ce, tiny_config, tiny_net
+
 
 def tiny_strategy(channels: int = 4) -> SupervisedStrategy:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
-    strategy = SupervisedStrategy(net, lambda logits, masks: nn.functional.cross_entropy(logits, masks), lr=1e-2)
+    """``tiny_net`` of ``channels`` hidden channels + cross-entropy, optimiser ready."""
+    strategy = SupervisedStrategy(tiny_net(channels=channels), ce, lr=1e-2)
     strategy.configure_optimizers()
     return strategy
-
-
-class PairData(torch.utils.data.Dataset):
-    def __init__(self, n: int = 32) -> None:
-        self.images = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-        self.masks = (self.images[:, 0] > 0).long()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.images[i], self.masks[i]
 
 
 class DropoutNet(nn.Module):
@@ -53,9 +42,8 @@ class DropoutNet(nn.Module):
 
 
 def trainer(tmp_path, epochs: int, **overrides) -> Trainer:
-    strategy = SupervisedStrategy(DropoutNet(), lambda logits, masks: nn.functional.cross_entropy(logits, masks))
-    settings = {"epochs": epochs, "batch_size": 8, "progress": False, "log_every": 3, "checkpoint_dir": str(tmp_path)}
-    return Trainer(strategy, PairData(), PairData(8), num_classes=2, config=TrainConfig(**{**settings, **overrides}))
+    config = tiny_config(**{"epochs": epochs, "log_every": 3, "checkpoint_dir": str(tmp_path), **overrides})
+    return Trainer(SupervisedStrategy(DropoutNet(), ce), PairData(), PairData(8), num_classes=2, config=config)
 
 
 def test_save_and_load_round_trip_with_weights_only(tmp_path):
@@ -143,7 +131,7 @@ def test_resume_refuses_a_different_batch_size_or_method(tmp_path):
     class OtherMethod(SupervisedStrategy):
         name = "other"
 
-    other = Trainer(OtherMethod(DropoutNet(), "ce"), PairData(), config=TrainConfig(epochs=2, batch_size=8, progress=False))
+    other = Trainer(OtherMethod(DropoutNet(), "ce"), PairData(), config=tiny_config())
     with pytest.raises(CheckpointError, match="last.pt was written by method 'supervised', not 'other'"):
         other.fit(resume_from=tmp_path / "last.pt")
 

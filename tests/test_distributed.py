@@ -4,7 +4,6 @@ adversarial methods run wrapped without unused-parameter errors."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,59 +14,26 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from segan_lib.train import SupervisedStrategy, TrainConfig, Trainer, build_strategy, distributed
+from segan_lib.train import Trainer, distributed
+
+from builders import (
+    BatchedPairData, PairData, adversarial_trainer, assert_same_weights, free_port, parameters, supervised_trainer,
+)
 
 
-class PairData(torch.utils.data.Dataset):
-    """``n`` random images ``(3, 8, 8)`` whose mask is ``channel 0 > 0``."""
-
-    def __init__(self, n: int = 32, seed: int = 0) -> None:
-        self.images = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
-        self.masks = (self.images[:, 0] > 0).long()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.images[i], self.masks[i]
+# name -> (method, options of builders.adversarial_trainer): every segmentor term of SegAN,
+# the hybrid loss with the image-level and with the batch-norm PatchGAN discriminator.
+ADVERSARIAL_RUNS = {
+    "segan": ("segan", {"pixel_loss": "ce"}),
+    "hybrid": ("hybrid", {"discriminator": "luc", "encoding": "basic"}),
+    "patchgan": ("hybrid", {"discriminator": "patchgan", "encoding": "product"}),
+}
 
 
-class BatchedPairData(PairData):
-    def get_batch(self, indices: torch.Tensor):
-        return self.images[indices], self.masks[indices]
-
-
-def ce(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, masks)
-
-
-def supervised_trainer(data, checkpoint_dir: Path, epochs: int = 2, callbacks=()) -> Trainer:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
-    config = TrainConfig(epochs=epochs, batch_size=8, progress=False, log_every=2, checkpoint_dir=str(checkpoint_dir))
-    return Trainer(SupervisedStrategy(net, ce, lr=1e-2), data, PairData(8, seed=1), num_classes=2,
-                   config=config, callbacks=callbacks)
-
-
-def adversarial_trainer(method: str) -> Trainer:
-    """SegAN, hybrid (Luc discriminator) or hybrid with a batch-norm PatchGAN, on tiny SynthShapes."""
-    from segan_lib.data.synthetic import SynthShapes
-    from segan_lib.models import UNet
-    from segan_lib.train.hybrid import HybridStrategy
-
-    torch.manual_seed(0)
-    segmentor = UNet(3, 3, base_channels=4, depth=1)
-    if method == "patchgan":
-        strategy = HybridStrategy(segmentor, in_channels=3, num_classes=3, discriminator="patchgan", disc_depth=2)
-    else:
-        strategy = build_strategy(method, segmentor, in_channels=3, num_classes=3, loss="ce")
-    return Trainer(strategy, SynthShapes(16, size=16, num_classes=3), num_classes=3,
-                   config=TrainConfig(epochs=1, batch_size=8, progress=False, log_every=1))
-
-
-def parameters(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {f"{name}.{key}": value.detach().clone() for name in trainer.strategy.nets
-            for key, value in trainer.strategy.unwrapped(name).named_parameters()}
+def validated_trainer(data, checkpoint_dir: Path, epochs: int = 2, callbacks=()) -> Trainer:
+    """``builders.supervised_trainer`` validated on ``PairData(8, seed=1)``, checkpoints in ``checkpoint_dir``."""
+    return supervised_trainer(data, PairData(8, seed=1), epochs=epochs, checkpoint_dir=str(checkpoint_dir),
+                              callbacks=callbacks)
 
 
 def run_scenarios(out: Path) -> dict:
@@ -78,18 +44,18 @@ def run_scenarios(out: Path) -> dict:
     original_save = engine.save_checkpoint
     engine.save_checkpoint = lambda path, *a, **k: (saves.append(Path(path).name), original_save(path, *a, **k))[1]
     callbacks = []
-    trainer = supervised_trainer(PairData(), out / "ddp", callbacks=[lambda t, step, logs: callbacks.append(step)])
+    trainer = validated_trainer(PairData(), out / "ddp", callbacks=[lambda t, step, logs: callbacks.append(step)])
     history = trainer.fit()
     results = {"weights": parameters(trainer), "history": history.to_dict(), "callbacks": callbacks, "saves": saves,
                "wrapped": type(trainer.strategy.nets["segmentor"]).__name__}
-    supervised_trainer(BatchedPairData(), out / "resume", epochs=1).fit()
-    resumed = supervised_trainer(BatchedPairData(), out / "resume", epochs=2)
+    validated_trainer(BatchedPairData(), out / "resume", epochs=1).fit()
+    resumed = validated_trainer(BatchedPairData(), out / "resume", epochs=2)
     resumed.fit(resume_from=out / "resume" / "last.pt")
     results["resumed"] = parameters(resumed)
-    for method in ("segan", "hybrid", "patchgan"):
-        adversarial = adversarial_trainer(method)
+    for name, (method, options) in ADVERSARIAL_RUNS.items():
+        adversarial = adversarial_trainer(method, epochs=1, **options)
         adversarial.fit()
-        results[method] = parameters(adversarial)
+        results[name] = parameters(adversarial)
     return results
 
 
@@ -103,12 +69,6 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
         distributed.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> tuple[dict, dict]:
     out = tmp_path_factory.mktemp("ddp")
@@ -119,15 +79,13 @@ def two_ranks(tmp_path_factory) -> tuple[dict, dict]:
 def test_ranks_hold_identical_weights(two_ranks):
     rank0, rank1 = two_ranks
     assert rank0["wrapped"] == "DistributedDataParallel"
-    for key in ("weights", "resumed", "segan", "hybrid", "patchgan"):
-        assert rank0[key].keys() == rank1[key].keys()
-        for name in rank0[key]:
-            assert torch.equal(rank0[key][name], rank1[key][name]), (key, name)
+    for key in ("weights", "resumed", *ADVERSARIAL_RUNS):
+        assert_same_weights(rank0[key], rank1[key])
 
 
 def test_two_processes_match_one_process_on_the_same_global_batch(two_ranks, tmp_path):
     rank0, _ = two_ranks
-    single = supervised_trainer(PairData(), tmp_path)
+    single = validated_trainer(PairData(), tmp_path)
     history = single.fit()
     for name, value in parameters(single).items():
         assert torch.allclose(rank0["weights"][name], value, atol=1e-5), name
@@ -145,8 +103,7 @@ def test_only_rank_0_reports_and_writes_checkpoints(two_ranks):
 
 def test_resumed_ddp_run_matches_the_unbroken_one(two_ranks):
     rank0, _ = two_ranks
-    for name, value in rank0["weights"].items():
-        assert torch.equal(rank0["resumed"][name], value), name
+    assert_same_weights(rank0["resumed"], rank0["weights"])
 
 
 def test_single_process_helpers(tmp_path, monkeypatch):

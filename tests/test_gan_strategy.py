@@ -1,7 +1,6 @@
 """GANStrategy on the shared engine, snapshots, and the snapshot scrubber's update callback."""
 import math
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
@@ -13,12 +12,6 @@ from segan_lib.models import MaskDiscriminator, MaskGenerator, ToyDiscriminator,
 from segan_lib.train import TrainConfig, Trainer
 from segan_lib.train.gan import GANSnapshots, GANStrategy, masks_as_samples
 from segan_lib.viz.gan import plot_snapshot
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def toy_run(*, seed=0, epochs=2, callbacks=(), checkpoint_dir=None, resume_from=None, **strategy_kwargs):

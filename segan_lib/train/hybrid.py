@@ -13,6 +13,7 @@ Any objective of :class:`~segan_lib.losses.adversarial.GANLoss` can replace the 
 ``"product"`` (each class map times the image, K*C channels); see ``encode_pair``. The
 discriminator is image-level (``"luc"``) or pix2pix's PatchGAN (``"patchgan"``, Isola et al.,
 CVPR 2017). Binary segmentors (K = 1) use the sigmoid map; ignored pixels are zero in both.
+The update order is the game of :mod:`segan_lib.train.adversarial`.
 """
 from __future__ import annotations
 
@@ -21,24 +22,14 @@ from torch import nn
 
 from segan_lib._checks import check_choice, check_positive
 from segan_lib.losses import PIXEL_LOSSES, get_pixel_loss
-from segan_lib.losses.adversarial import (
-    GAN_MODES,
-    PAIR_ENCODINGS,
-    GANLoss,
-    encode_pair,
-    encoded_channels,
-    label_maps,
-    segmentation_probs,
-)
+from segan_lib.losses.adversarial import GAN_MODES, PAIR_ENCODINGS, GANLoss, encode_pair, encoded_channels
 from segan_lib.models.discriminators import LucDiscriminator, PatchGANDiscriminator
-from segan_lib.train.segan import frozen_view, grad_norm, like_images, segmentor_out_channels
-from segan_lib.train.strategy import Strategy, set_requires_grad
-from segan_lib.train.supervised import make_adam
+from segan_lib.train.adversarial import AdversarialStrategy
 
 DISCRIMINATORS = ("luc", "patchgan")
 
 
-class HybridStrategy(Strategy):
+class HybridStrategy(AdversarialStrategy):
     """Pixel loss + adversarial term: nets and optimisers ``"segmentor"`` and ``"discriminator"``.
 
     Args:
@@ -68,6 +59,8 @@ class HybridStrategy(Strategy):
     """
 
     name = "hybrid"
+    critic_name = "discriminator"
+    critic_lr_arg = "disc_lr"
 
     def __init__(
         self,
@@ -89,28 +82,18 @@ class HybridStrategy(Strategy):
         betas: tuple[float, float] = (0.5, 0.999),
         ignore_index: int = 255,
     ) -> None:
-        super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("num_classes", num_classes)
+        super().__init__(segmentor, in_channels=in_channels, num_classes=num_classes, lr=lr, critic_lr=disc_lr,
+                         n_critic=n_critic, betas=betas, ignore_index=ignore_index)
         check_choice("pixel_loss", pixel_loss, tuple(PIXEL_LOSSES))
         check_positive("lambda_adv", lambda_adv, allow_zero=True)
         check_choice("encoding", encoding, PAIR_ENCODINGS)
         check_choice("discriminator", discriminator, DISCRIMINATORS)
         check_choice("gan_mode", gan_mode, GAN_MODES)
-        check_positive("n_critic", n_critic)
-        self.lr = 1e-3 if lr is None else lr
-        self.disc_lr = self.lr if disc_lr is None else disc_lr
-        check_positive("lr", self.lr)
-        check_positive("disc_lr", self.disc_lr)
-        self.in_channels, self.num_classes, self.betas = in_channels, num_classes, betas
-        self.map_channels = segmentor_out_channels(segmentor, num_classes)
-        self.lambda_adv, self.encoding, self.n_critic = lambda_adv, encoding, n_critic
-        self.ignore_index = ignore_index
+        self.lambda_adv, self.encoding = lambda_adv, encoding
         self.pixel_loss_name = pixel_loss
         self.pixel_loss = get_pixel_loss(pixel_loss, ignore_index=ignore_index)
         self.gan_loss = GANLoss(gan_mode)
         disc_in = encoded_channels(in_channels, self.map_channels, encoding)
-        self.nets["segmentor"] = segmentor
         if discriminator == "luc":
             self.nets["discriminator"] = LucDiscriminator(
                 disc_in, base_channels=disc_base_channels, depth=disc_depth, spectral_norm=spectral_norm
@@ -124,85 +107,37 @@ class HybridStrategy(Strategy):
                 spectral_norm=spectral_norm,
             )
 
-    def configure_optimizers(self) -> None:
-        """Two Adam optimisers (fused on CUDA), one per player."""
-        for name, lr in (("segmentor", self.lr), ("discriminator", self.disc_lr)):
-            params = list(self.unwrapped(name).parameters())
-            self.optimizers[name] = make_adam(params, self.device, lr=lr, betas=self.betas)
+    @property
+    def disc_lr(self) -> float:
+        """The discriminator's Adam learning rate (``critic_lr`` of the base class)."""
+        return self.critic_lr
+
+    def encode(self, images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The (image, label map) pair in the chosen encoding, ``(B, C_in, H, W)``."""
+        return encode_pair(images, maps, self.encoding)
+
+    def critic_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """``gan_loss.discriminator(a(x, y), a(x, s(x)))``; logs the real / fake accuracies."""
+        acc_real, acc_fake = self.gan_loss.accuracy(real_out, fake_out)
+        return self.gan_loss.discriminator(real_out, fake_out), {"d_acc_real": acc_real, "d_acc_fake": acc_fake}
+
+    def segmentor_loss(
+        self, critic: nn.Module, logits: torch.Tensor, masks: torch.Tensor,
+        real_in: torch.Tensor | None, fake_in: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict]:
+        """``pixel_loss(logits, y) + lambda_adv * gan_loss.generator(a(x, s(x)))``; the predicted pairs only."""
+        pixel = self.pixel_loss(logits.float(), masks)
+        with self.autocast():
+            fake_out = critic(fake_in)
+        adv = self.gan_loss.generator(fake_out)
+        return pixel + self.lambda_adv * adv, {"loss_pixel": pixel.detach(), "loss_adv": adv.detach()}
 
     def discriminator_step(self, real_pairs: torch.Tensor, fake_pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One discriminator update on encoded pairs ``(B, C_in, H, W)``; ``fake_pairs`` is detached here."""
-        set_requires_grad(self.unwrapped("discriminator"), True)
-        opt = self.optimizers["discriminator"]
-        opt.zero_grad(set_to_none=True)
-        batch = real_pairs.shape[0]
-        with self.autocast():
-            scores = self.nets["discriminator"](torch.cat([real_pairs, fake_pairs.detach()]))  # (2B, ...)
-        real_out, fake_out = scores[:batch], scores[batch:]
-        loss = self.gan_loss.discriminator(real_out, fake_out)
-        loss.backward()
-        norm = grad_norm(self.unwrapped("discriminator").parameters())
-        opt.step()
-        acc_real, acc_fake = self.gan_loss.accuracy(real_out, fake_out)
-        return {
-            "loss_discriminator": loss.detach(),
-            "d_acc_real": acc_real,
-            "d_acc_fake": acc_fake,
-            "grad_norm_discriminator": norm,
-        }
+        return self.critic_update(real_pairs, fake_pairs)
 
     def segmentor_step(
         self, logits: torch.Tensor, masks: torch.Tensor, fake_pairs: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """One segmentor update: pixel loss + ``lambda_adv`` * generator term; the discriminator frozen.
-
-        The frozen discriminator is called through ``frozen_view`` (never through DDP).
-        """
-        disc = self.unwrapped("discriminator")
-        set_requires_grad(disc, False)
-        try:
-            opt = self.optimizers["segmentor"]
-            opt.zero_grad(set_to_none=True)
-            pixel = self.pixel_loss(logits.float(), masks)
-            with self.autocast():
-                fake_out = frozen_view(self.nets["discriminator"])(fake_pairs)
-            adv = self.gan_loss.generator(fake_out)
-            loss = pixel + self.lambda_adv * adv
-            loss.backward()
-            norm = grad_norm(self.unwrapped("segmentor").parameters())
-            opt.step()
-        finally:
-            set_requires_grad(disc, True)
-        return {
-            "loss_segmentor": loss.detach(),
-            "loss_pixel": pixel.detach(),
-            "loss_adv": adv.detach(),
-            "grad_norm_segmentor": norm,
-        }
-
-    def forward_pass(
-        self, images: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Segmentor logits ``(B, K, H, W)`` and the encoded real and predicted pairs ``(B, C_in, H, W)``."""
-        true_maps, valid = label_maps(masks, self.map_channels, ignore_index=self.ignore_index)  # (B, K, H, W)
-        with self.autocast():
-            logits = self.nets["segmentor"](images)  # (B, K, H, W)
-        if logits.shape[1] != self.map_channels:
-            raise ValueError(
-                f"the segmentor returned {logits.shape[1]} channels, "
-                f"the discriminator was built for {self.map_channels}"
-            )
-        probs = segmentation_probs(logits) * valid  # (B, K, H, W)
-        real_pairs = like_images(encode_pair(images.float(), true_maps, self.encoding), images)
-        fake_pairs = like_images(encode_pair(images.float(), probs, self.encoding), images)
-        return logits, real_pairs, fake_pairs
-
-    def train_step(self, images: torch.Tensor, masks: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """Segmentor forward, ``n_critic`` discriminator updates, one segmentor update."""
-        logits, real_pairs, fake_pairs = self.forward_pass(images, masks)
-        logs: dict[str, torch.Tensor] = {}
-        for _ in range(self.n_critic):
-            logs.update(self.discriminator_step(real_pairs, fake_pairs))
-        logs.update(self.segmentor_step(logits, masks, fake_pairs))
-        logs["loss"] = logs["loss_segmentor"]
-        return logs
+        """One segmentor update: pixel loss + ``lambda_adv`` * generator term; the discriminator frozen."""
+        return self.segmentor_update(logits, masks, None, fake_pairs)

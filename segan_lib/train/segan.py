@@ -12,10 +12,11 @@ Multi-class (K >= 2): ``S(x) = softmax(logits)`` over the K classes and ``y`` is
 (class-major), so the critic sees one masked image per class. Ignored pixels are zero in
 both inputs.
 
-One ``train_step``: the segmentor's forward pass, ``n_critic`` critic updates (the critic
-*maximises* l_mae on the detached prediction, then its weights are clipped to
-``[-clip_value, clip_value]`` as in the authors' code, unless it is spectrally normalised),
-then one segmentor update (the critic frozen). The segmentor loss is
+One ``train_step`` (the game of :mod:`segan_lib.train.adversarial`): the segmentor's forward
+pass, ``n_critic`` critic updates (the critic *maximises* l_mae on the detached prediction,
+then its weights are clipped to ``[-clip_value, clip_value]`` as in the authors' code, unless
+it is spectrally normalised), then one segmentor update (the critic frozen). The segmentor
+loss is
 
     l_mae + dice_weight * soft_dice_loss(logits, y) + pixel_loss(logits, y)
 
@@ -25,26 +26,14 @@ both are off by default (``dice_weight=0``, ``pixel_loss=None``).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 
 from segan_lib._checks import check_choice, check_positive
 from segan_lib.losses import PIXEL_LOSSES, get_pixel_loss, soft_dice_loss
-from segan_lib.losses.adversarial import label_maps, mask_images, multiscale_l1_loss, segmentation_probs
+from segan_lib.losses.adversarial import mask_images, multiscale_l1_loss
 from segan_lib.models.discriminators import SeganCritic
-from segan_lib.train.strategy import Strategy, set_requires_grad, unwrap
-from segan_lib.train.supervised import make_adam
-
-
-def grad_norm(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
-    """Detached 0-d global L2 norm of the gradients, ``sqrt(sum_p ||grad_p||^2)``, no host sync."""
-    params = list(parameters)
-    grads = [p.grad.detach().float() for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros((), device=params[0].device if params else "cpu")
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+from segan_lib.train.adversarial import AdversarialStrategy
 
 
 @torch.no_grad()
@@ -54,32 +43,7 @@ def clip_weights_(net: nn.Module, clip_value: float) -> None:
         p.clamp_(-clip_value, clip_value)
 
 
-def segmentor_out_channels(segmentor: nn.Module, num_classes: int) -> int:
-    """K, the segmentor's logit channels: its ``n_classes`` attribute if it has one, else ``num_classes``."""
-    return int(getattr(unwrap(segmentor), "n_classes", num_classes))
-
-
-def frozen_view(net: nn.Module) -> nn.Module:
-    """What to call for a forward pass of a *frozen* network (the critic in the segmentor step).
-
-    ``net`` itself (so a ``torch.compile`` wrapper is used) unless a DDP wrapper is involved:
-    DDP would then wait for gradients that a frozen network never produces, so the bare
-    module is called instead (it is not updated in that step: nothing to synchronise).
-    """
-    module = net
-    while hasattr(module, "_orig_mod"):
-        module = module._orig_mod
-    return unwrap(net) if isinstance(module, nn.parallel.DistributedDataParallel) else net
-
-
-def like_images(x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """``x`` in the images' memory format (channels_last on CUDA under the engine)."""
-    if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-class SeganStrategy(Strategy):
+class SeganStrategy(AdversarialStrategy):
     """SegAN: nets ``"segmentor"`` and ``"critic"``, optimisers of the same names.
 
     Args:
@@ -105,6 +69,8 @@ class SeganStrategy(Strategy):
     """
 
     name = "segan"
+    critic_name = "critic"
+    critic_lr_arg = "critic_lr"
 
     def __init__(
         self,
@@ -124,26 +90,17 @@ class SeganStrategy(Strategy):
         betas: tuple[float, float] = (0.5, 0.999),
         ignore_index: int = 255,
     ) -> None:
-        super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("num_classes", num_classes)
-        check_positive("n_critic", n_critic)
+        super().__init__(segmentor, in_channels=in_channels, num_classes=num_classes, lr=lr, critic_lr=critic_lr,
+                         n_critic=n_critic, betas=betas, ignore_index=ignore_index)
         check_positive("dice_weight", dice_weight, allow_zero=True)
         if pixel_loss is not None:
             check_choice("pixel_loss", pixel_loss, tuple(PIXEL_LOSSES))
         if not spectral_norm and clip_value is not None:
             check_positive("clip_value", clip_value)
-        self.lr = 1e-3 if lr is None else lr
-        self.critic_lr = self.lr if critic_lr is None else critic_lr
-        check_positive("lr", self.lr)
-        check_positive("critic_lr", self.critic_lr)
-        self.in_channels, self.num_classes, self.betas = in_channels, num_classes, betas
-        self.map_channels = segmentor_out_channels(segmentor, num_classes)
-        self.n_critic, self.dice_weight, self.ignore_index = n_critic, dice_weight, ignore_index
+        self.dice_weight = dice_weight
         self.clip_value = None if spectral_norm else clip_value
         self.pixel_loss_name = pixel_loss
         self.pixel_loss = None if pixel_loss is None else get_pixel_loss(pixel_loss, ignore_index=ignore_index)
-        self.nets["segmentor"] = segmentor
         self.nets["critic"] = SeganCritic(
             in_channels * self.map_channels,
             base_channels=critic_base_channels,
@@ -152,87 +109,44 @@ class SeganStrategy(Strategy):
             batch_norm=not spectral_norm,
         )
 
-    def configure_optimizers(self) -> None:
-        """Two Adam optimisers (fused on CUDA), one per player."""
-        for name, lr in (("segmentor", self.lr), ("critic", self.critic_lr)):
-            params = list(self.unwrapped(name).parameters())
-            self.optimizers[name] = make_adam(params, self.device, lr=lr, betas=self.betas)
+    def encode(self, images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The masked images ``x o m`` ``(B, K*C, H, W)`` of images ``(B, C, H, W)`` and maps ``(B, K, H, W)``."""
+        return mask_images(images, maps)
 
-    def _features(self, critic: nn.Module, masked_true: torch.Tensor, masked_pred: torch.Tensor):
-        """Critic features of both inputs in one forward pass: two lists of ``(B, C_i, H_i, W_i)``."""
-        with self.autocast():
-            both = critic(torch.cat([masked_true, masked_pred]))  # each (2B, C_i, H_i, W_i)
-        batch = masked_true.shape[0]
-        return [f[:batch] for f in both], [f[batch:] for f in both]
+    def critic_loss(self, real_out: list[torch.Tensor], fake_out: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """``-l_mae`` between the critic's features of ``x o y`` and ``x o S(x)``: the critic maximises l_mae."""
+        return -multiscale_l1_loss(real_out, fake_out), {}
+
+    def after_critic_step(self) -> None:
+        """Clip the critic's weights to ``[-clip_value, clip_value]`` (unless ``clip_value`` is None)."""
+        if self.clip_value is not None:
+            clip_weights_(self.unwrapped("critic"), self.clip_value)
+
+    def segmentor_loss(
+        self, critic: nn.Module, logits: torch.Tensor, masks: torch.Tensor,
+        real_in: torch.Tensor | None, fake_in: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict]:
+        """``l_mae`` (+ ``dice_weight`` * soft Dice, + the pixel loss when set); logs each term."""
+        real_f, fake_f = self.judge(critic, real_in, fake_in)
+        l_mae = multiscale_l1_loss(real_f, fake_f)
+        terms = {"l_mae": l_mae.detach()}
+        loss = l_mae
+        if self.dice_weight > 0:
+            dice = soft_dice_loss(logits.float(), masks, ignore_index=self.ignore_index)
+            loss = loss + self.dice_weight * dice
+            terms["loss_dice"] = dice.detach()
+        if self.pixel_loss is not None:
+            pixel = self.pixel_loss(logits.float(), masks)
+            loss = loss + pixel
+            terms["loss_pixel"] = pixel.detach()
+        return loss, terms
 
     def critic_step(self, masked_true: torch.Tensor, masked_pred: torch.Tensor) -> dict[str, torch.Tensor]:
         """One critic update: maximise l_mae (minimise -l_mae), then clip. ``masked_pred`` is detached here."""
-        set_requires_grad(self.unwrapped("critic"), True)
-        opt = self.optimizers["critic"]
-        opt.zero_grad(set_to_none=True)
-        real_f, fake_f = self._features(self.nets["critic"], masked_true, masked_pred.detach())
-        loss_critic = -multiscale_l1_loss(real_f, fake_f)
-        loss_critic.backward()
-        norm = grad_norm(self.unwrapped("critic").parameters())
-        opt.step()
-        if self.clip_value is not None:
-            clip_weights_(self.unwrapped("critic"), self.clip_value)
-        return {"loss_critic": loss_critic.detach(), "grad_norm_critic": norm}
+        return self.critic_update(masked_true, masked_pred)
 
     def segmentor_step(
         self, logits: torch.Tensor, masks: torch.Tensor, masked_true: torch.Tensor, masked_pred: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """One segmentor update: minimise l_mae (+ optional Dice / pixel terms); the critic is frozen.
-
-        The frozen critic is called through :func:`frozen_view` (never through DDP).
-        """
-        critic = self.unwrapped("critic")
-        set_requires_grad(critic, False)
-        try:
-            opt = self.optimizers["segmentor"]
-            opt.zero_grad(set_to_none=True)
-            real_f, fake_f = self._features(frozen_view(self.nets["critic"]), masked_true, masked_pred)
-            l_mae = multiscale_l1_loss(real_f, fake_f)
-            logs = {"l_mae": l_mae.detach()}
-            loss = l_mae
-            if self.dice_weight > 0:
-                dice = soft_dice_loss(logits.float(), masks, ignore_index=self.ignore_index)
-                loss = loss + self.dice_weight * dice
-                logs["loss_dice"] = dice.detach()
-            if self.pixel_loss is not None:
-                pixel = self.pixel_loss(logits.float(), masks)
-                loss = loss + pixel
-                logs["loss_pixel"] = pixel.detach()
-            loss.backward()
-            logs["grad_norm_segmentor"] = grad_norm(self.unwrapped("segmentor").parameters())
-            opt.step()
-        finally:
-            set_requires_grad(critic, True)
-        logs["loss_segmentor"] = loss.detach()
-        return logs
-
-    def forward_pass(
-        self, images: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Segmentor logits ``(B, K, H, W)`` and the critic inputs ``x o y``, ``x o S(x)`` ``(B, K*C, H, W)``."""
-        true_maps, valid = label_maps(masks, self.map_channels, ignore_index=self.ignore_index)  # (B, K, H, W)
-        with self.autocast():
-            logits = self.nets["segmentor"](images)  # (B, K, H, W)
-        if logits.shape[1] != self.map_channels:
-            raise ValueError(
-                f"the segmentor returned {logits.shape[1]} channels, the critic was built for {self.map_channels}"
-            )
-        probs = segmentation_probs(logits) * valid  # (B, K, H, W), ignored pixels zeroed
-        masked_true = like_images(mask_images(images.float(), true_maps), images)  # (B, K*C, H, W)
-        masked_pred = like_images(mask_images(images.float(), probs), images)
-        return logits, masked_true, masked_pred
-
-    def train_step(self, images: torch.Tensor, masks: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """Segmentor forward, ``n_critic`` critic updates, one segmentor update."""
-        logits, masked_true, masked_pred = self.forward_pass(images, masks)
-        logs: dict[str, torch.Tensor] = {}
-        for _ in range(self.n_critic):
-            logs.update(self.critic_step(masked_true, masked_pred))
-        logs.update(self.segmentor_step(logits, masks, masked_true, masked_pred))
-        logs["loss"] = logs["loss_segmentor"]
-        return logs
+        """One segmentor update: minimise l_mae (+ optional Dice / pixel terms); the critic is frozen."""
+        return self.segmentor_update(logits, masks, masked_true, masked_pred)
