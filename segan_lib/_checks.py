@@ -6,7 +6,8 @@ received, so that bad input never crashes deep inside PyTorch.
 Shape and dtype checks are free. Value checks (finite logits, labels in range) read a
 value back to the host, which stalls a GPU pipeline; the training engine turns them off
 inside its CUDA hot path with :func:`value_checks` and checks its losses itself at each
-logging interval instead.
+logging interval instead. Non-finite values raise :class:`NonFiniteError`, a ``ValueError``
+the engine tells apart from bad arguments: during training it means the run diverged.
 """
 from __future__ import annotations
 
@@ -35,6 +36,20 @@ def value_checks(enabled: bool) -> Iterator[None]:
         _state.enabled = previous
 
 
+class NonFiniteError(ValueError):
+    """A tensor that must be finite holds NaN or infinite values (e.g. logits of a diverged model).
+
+    Still a ``ValueError``, so code catching bad input keeps working; the training engine
+    catches this subclass alone and ends the run with ``TrainingDiverged``. ``name`` is the
+    checked argument, ``count`` the number of NaN/inf values.
+    """
+
+    def __init__(self, message: str, *, name: str, count: int) -> None:
+        super().__init__(message)
+        self.name = name
+        self.count = count
+
+
 def _describe(x: object) -> str:
     if isinstance(x, torch.Tensor):
         return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
@@ -60,13 +75,15 @@ def check_image(name: str, x: object, channels: int | None = None) -> torch.Tens
 
 
 def check_logits(name: str, logits: object) -> torch.Tensor:
-    """Segmentor output: floating point ``(B, K, H, W)`` logits, finite when value checks are on."""
+    """Segmentor output: floating point ``(B, K, H, W)`` logits; when value checks are on,
+    NaN or infinite entries raise :class:`NonFiniteError` (a ``ValueError``)."""
     logits = check_image(name, logits)
     if value_checks_enabled() and not bool(torch.isfinite(logits).all()):
         bad = int((~torch.isfinite(logits)).sum())
-        raise ValueError(
+        raise NonFiniteError(
             f"{name} holds {bad} NaN or infinite values (of {logits.numel()}); "
-            "the model diverged or its input was not finite"
+            "the model diverged or its input was not finite",
+            name=name, count=bad,
         )
     return logits
 

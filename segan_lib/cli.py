@@ -5,6 +5,7 @@ Examples::
     segan train --quick                          # about a minute on a laptop CPU
     segan train --dataset folders --root my_data --num-classes 3 --out runs/mine
     segan train --method segan --out runs/segan --resume       # continue runs/segan/last.pt
+    segan train --no-compile                     # on a GPU: eager mode, no minute of compiling first
     torchrun --nproc_per_node=2 -m segan_lib.cli train --batch-size 32   # DDP, global batch 32
     segan eval runs/mine/last.pt --split val
 
@@ -71,7 +72,7 @@ def _add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None
     add("--dataset", choices=DATASETS, default=default,
         help="dataset: synth (generated, no files) or a folder layout (see data/README.md)")
     add("--root", help="dataset folder (all but synth)")
-    add("--num-classes", type=_positive_int, help="label classes incl. background (synth, folders; default 4)")
+    add("--num-classes", type=_positive_int, help="label classes incl. background (synth: default 4; folders: default from classes.txt)")
     add("--binary", action="store_true", default=None, help="foreground/background masks, one sigmoid output")
     add("--samples", dest="n", type=_positive_int,
         help="training samples (validation: samples // 5); default all, 1000 for synth")
@@ -105,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", nargs="?", const="", metavar="PATH", help="continue from a checkpoint (default OUT/last.pt)")
     add("--seed", type=_non_negative_int, default=0, help="seed of initialisation and data order (default 0)")
     add("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA)")
-    add("--compile", action="store_true", help="torch.compile the networks (eager if it fails)")
+    add("--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the networks (default: on with CUDA, off on the CPU; eager if compiling fails); "
+             "--no-compile skips the minute of compilation, e.g. for short runs or debugging")
     add("--log-every", type=_positive_int, help="steps between loss read-outs")
     add("--checkpoint-every", type=_non_negative_int, default=0, help="steps between checkpoints (0: each epoch)")
     add("--no-progress", action="store_true", help="no progress bar")
@@ -151,7 +154,7 @@ def _dataset_options(args: argparse.Namespace, size: int, n: int | None, stored:
         "name": args.dataset or stored.get("name", "synth"),
         "root": args.root if args.root is not None else stored.get("root"),
         "size": size,
-        "num_classes": args.num_classes or stored.get("num_classes", 4),
+        "num_classes": args.num_classes or stored.get("num_classes"),  # None: the dataset's own
         "binary": bool(args.binary if args.binary is not None else stored.get("binary", False)),
         "n": n,
     }

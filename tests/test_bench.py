@@ -15,7 +15,7 @@ from segan_lib import bench, cli
 TINY = ["--device", "cpu", "--size", "32", "--batch", "2", "--base-channels", "8", "--depth", "2",
         "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1"]
 TIMING_KEYS = {"ms_per_step", "images_per_s", "peak_memory_gib"}
-STEP_KEYS = TIMING_KEYS | {"amp", "channels_last", "compiled", "optimizer", "fraction_of_bf16_peak"}
+STEP_KEYS = TIMING_KEYS | {"amp", "channels_last", "compiled", "cudnn_benchmark", "optimizer", "fraction_of_bf16_peak"}
 
 
 def tiny_options(**changes) -> bench.BenchOptions:
@@ -46,7 +46,7 @@ def test_every_row_is_a_json_line_with_positive_figures(tmp_path, capsys):
         assert STEP_KEYS <= set(row["fast"]) and STEP_KEYS <= set(row["baseline"])
         plain = {key: row["baseline"][key] for key in STEP_KEYS - TIMING_KEYS}
         assert plain == {"amp": "off", "channels_last": False, "compiled": False, "optimizer": ["for-loop"],
-                         "fraction_of_bf16_peak": None}
+                         "fraction_of_bf16_peak": None, "cudnn_benchmark": None}
         assert row["fast"]["host_syncs_per_step"] is None and row["peak_bf16_tflops"] is None
     # The adversarial steps run the same U-Net plus a second network, forward and backward.
     assert steps["segan"]["params"]["segmentor"] == steps["supervised"]["params"]["segmentor"]
@@ -71,7 +71,7 @@ def test_supervised_step_flops_equal_a_hand_count():
                + conv_flops(b, 2 * c, c, 3, s) + conv_flops(b, c, c, 3, s)          # up
                + conv_flops(b, c, 4, 1, s))                                         # 1x1 head
     trainer, batch = bench.build_trainer("supervised", tiny_options(), fast=False)
-    assert bench.count_flops(lambda: trainer._train_step(batch)) == 3 * forward - first
+    assert bench.count_flops(lambda: trainer.train_step(batch)) == 3 * forward - first
 
 
 def test_baseline_optimisers_are_plain_for_loops_with_the_same_settings():

@@ -50,6 +50,18 @@ def test_quick_preset_and_explicit_flags():
     assert cli.resolve_train_options(parser.parse_args(["train"])) == cli.FULL_PRESET
 
 
+def test_compile_is_automatic_unless_forced_and_reaches_the_run(tmp_path, capsys):
+    parser = cli.build_parser()
+    assert parser.parse_args(["train"]).compile is None  # TrainConfig decides: on with CUDA
+    assert parser.parse_args(["train", "--compile"]).compile is True
+    assert parser.parse_args(["train", "--no-compile"]).compile is False
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "--no-compile" in capsys.readouterr().out
+    assert cli.main(["train", *TINY, "--no-compile", "--out", str(tmp_path)]) == 0
+    assert load_checkpoint(tmp_path / "last.pt")["train"]["compile"] is False
+
+
 def test_format_scores_prints_each_class_and_the_foreground_mean():
     text = cli.format_scores({"dice": [1.0, 0.5], "iou": [1.0, 1 / 3], "mean_dice": 0.5, "mean_iou": 1 / 3,
                               "pixel_accuracy": 0.9}, ["background", "disc"])
@@ -66,7 +78,7 @@ def test_train_eval_and_resume_on_tiny_synthshapes(tmp_path, capsys):
     assert history["val_mean_dice"][-1] == pytest.approx(dice, abs=5e-4)
     saved = load_checkpoint(out / "last.pt", method="supervised")
     assert saved["step"] == 2 and saved["meta"]["model"]["base_channels"] == 4
-    assert saved["meta"]["dataset"] == {"name": "synth", "root": None, "size": 32, "num_classes": 4,
+    assert saved["meta"]["dataset"] == {"name": "synth", "root": None, "size": 32, "num_classes": None,
                                         "binary": False, "n": 16}
 
     assert cli.main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0

@@ -1,5 +1,5 @@
 """The training engine: config checks, batching, logging, NaN stops, compile fallback,
-evaluation and determinism, on a tiny conv net and a small in-test dataset."""
+evaluation and determinism, on the tiny conv net and 8x8 datasets of ``builders``."""
 from __future__ import annotations
 
 import math
@@ -17,56 +17,15 @@ from segan_lib.train import hardware
 from segan_lib.train.batches import TrainBatches, epoch_permutation, eval_batches, steps_in_epoch
 from segan_lib.train.history import LogAccumulator
 
-
-class PairData(torch.utils.data.Dataset):
-    """``n`` random images ``(3, 8, 8)`` whose mask is ``channel 0 > 0`` (2 classes)."""
-
-    def __init__(self, n: int = 32, seed: int = 0) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.images = torch.randn(n, 3, 8, 8, generator=generator)
-        self.masks = (self.images[:, 0] > 0).long()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.images[i], self.masks[i]
-
-
-class BatchedPairData(PairData):
-    """The same data with a vectorised ``get_batch`` (the SynthShapes path)."""
-
-    def get_batch(self, indices: torch.Tensor):
-        return self.images[indices], self.masks[indices]
-
-
-def tiny_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
-
-
-def ce(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, masks)
-
-
-def config(**overrides) -> TrainConfig:
-    return TrainConfig(**{"epochs": 2, "batch_size": 8, "progress": False, "log_every": 2, **overrides})
+from builders import (
+    BatchedPairData, PairData, assert_same_weights, ce, parameters, supervised_trainer, tiny_config, tiny_net,
+)
 
 
 def train(data=None, val=None, seed: int = 0, **overrides) -> tuple[Trainer, History]:
-    trainer = Trainer(SupervisedStrategy(tiny_net(seed), ce, lr=1e-2), data or PairData(), val,
-                      num_classes=2, config=config(**overrides))
+    """A fitted ``supervised_trainer`` (arguments as there) and its history."""
+    trainer = supervised_trainer(data, val, seed=seed, **overrides)
     return trainer, trainer.fit()
-
-
-def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in trainer.strategy.unwrapped("segmentor").state_dict().items()}
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.mark.parametrize("field, value", [
@@ -82,16 +41,16 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
 def test_trainer_rejects_bad_setups():
     strategy = SupervisedStrategy(tiny_net(), ce)
     with pytest.raises(ValueError, match="num_classes"):
-        Trainer(strategy, PairData(), PairData(), config=config())
+        Trainer(strategy, PairData(), PairData(), config=tiny_config())
     with pytest.raises(ValueError, match="strategy"):
-        Trainer(tiny_net(), PairData(), config=config())
+        Trainer(tiny_net(), PairData(), config=tiny_config())
     with pytest.raises(ValueError, match="batch_size=64"):
-        Trainer(strategy, PairData(32), config=config(batch_size=64))
+        Trainer(strategy, PairData(32), config=tiny_config(batch_size=64))
     with pytest.raises(ValueError, match="steps_per_epoch=5"):
-        Trainer(strategy, PairData(32), config=config(steps_per_epoch=5))
+        Trainer(strategy, PairData(32), config=tiny_config(steps_per_epoch=5))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            Trainer(strategy, PairData(), config=config(device="cuda"))
+            Trainer(strategy, PairData(), config=tiny_config(device="cuda"))
 
 
 def test_epoch_permutation_is_a_seeded_permutation_per_epoch():
@@ -118,7 +77,7 @@ def test_loader_and_get_batch_paths_yield_the_same_batches_and_weights():
     assert len(loader_batches) == 3
     for (xa, ya), (xb, yb) in zip(loader_batches, direct_batches):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    assert_same_weights(weights(train(PairData())[0]), weights(train(BatchedPairData())[0]))
+    assert_same_weights(parameters(train(PairData())[0]), parameters(train(BatchedPairData())[0]))
 
 
 def test_eval_batches_cover_every_sample_once_including_the_last_partial_batch():
@@ -131,7 +90,7 @@ def test_eval_batches_cover_every_sample_once_including_the_last_partial_batch()
 def test_same_seed_same_weights_and_training_lowers_the_loss():
     first, history = train(epochs=4)
     second, _ = train(epochs=4)
-    assert_same_weights(weights(first), weights(second))
+    assert_same_weights(parameters(first), parameters(second))
     assert history["loss"][-1] < history["loss"][0]
 
 
@@ -194,8 +153,8 @@ class NaNAfter(SupervisedStrategy):
 
 def test_nan_loss_raises_and_keeps_the_last_finite_checkpoint(tmp_path):
     trainer = Trainer(NaNAfter(bad_step=6), PairData(), num_classes=2,
-                      config=config(epochs=3, log_every=1, checkpoint_dir=str(tmp_path)))  # 4 steps per epoch
-    with pytest.raises(TrainingDiverged, match=r"'loss' is nan at step 6 \(epoch 2\).*last.pt \(step 4\) is kept") as info:
+                      config=tiny_config(epochs=3, log_every=1, checkpoint_dir=str(tmp_path)))  # 4 steps per epoch
+    with pytest.raises(TrainingDiverged, match=r"'loss' is nan at step 6 \(epoch 2\).*last.pt \(written after 4 steps\) is kept") as info:
         trainer.fit()
     assert info.value.step == 6
     saved = load_checkpoint(tmp_path / "last.pt")
@@ -205,14 +164,13 @@ def test_nan_loss_raises_and_keeps_the_last_finite_checkpoint(tmp_path):
 
 def test_callbacks_get_the_averaged_logs_at_each_interval():
     calls = []
-    trainer = Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=config(log_every=2),
-                      callbacks=[lambda t, step, logs: calls.append((t, step, logs))])
+    trainer = supervised_trainer(log_every=2, callbacks=[lambda t, step, logs: calls.append((t, step, logs))])
     history = trainer.fit()
     assert [step for _, step, _ in calls] == history["step"] == [2, 4, 6, 8]
     assert [logs["loss"] for _, _, logs in calls] == history["loss"]
     assert calls[0][0] is trainer
     with pytest.raises(ValueError, match="callbacks"):
-        Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=config(), callbacks=[3])
+        Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=tiny_config(), callbacks=[3])
 
 
 class MeanMatcher(Strategy):
@@ -240,7 +198,7 @@ class MeanMatcher(Strategy):
 def test_engine_runs_strategies_on_single_tensor_data_without_a_segmentor():
     points = torch.full((32,), 3.0)  # a dataset of lone tensors
     strategy = MeanMatcher()
-    Trainer(strategy, points, config=config(epochs=3)).fit()
+    Trainer(strategy, points, config=tiny_config(epochs=3)).fit()
     assert set(strategy.seen_targets) == {None}
     assert torch.allclose(strategy.nets["estimator"].weight, torch.tensor([[3.0]]), atol=1e-3)
 
@@ -258,7 +216,7 @@ def test_evaluate_matches_segmentation_metrics_and_restores_train_mode():
     expected = reference.compute()
     assert torch.equal(scores["dice"], expected["dice"]) and scores["mean_dice"] == expected["mean_dice"]
     with pytest.raises(ValueError, match="num_classes"):
-        Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=config()).evaluate(val)
+        Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=tiny_config()).evaluate(val)
 
 
 def test_device_amp_and_layout_rules():
@@ -271,7 +229,7 @@ def test_device_amp_and_layout_rules():
     image, mask = hardware.to_device((torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4).long()), cpu, channels_last=True)
     assert image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous()
     assert mask.is_contiguous()
-    trainer = Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=config(amp="bf16", channels_last=True))
+    trainer = supervised_trainer(amp="bf16", channels_last=True)
     assert trainer.strategy.amp_dtype is torch.bfloat16 and trainer.strategy.device == cpu
     assert trainer.strategy.unwrapped("segmentor")[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert all(math.isfinite(loss) for loss in trainer.fit()["loss"])  # bf16 autocast on the CPU
@@ -296,7 +254,7 @@ def test_compile_failure_falls_back_to_eager_with_the_eager_result(monkeypatch):
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         compiled, _ = train(compile=True)
     assert not compiled.compiled
-    assert_same_weights(weights(compiled), weights(train()[0]))
+    assert_same_weights(parameters(compiled), parameters(train()[0]))
 
 
 def test_compile_success_keeps_results_and_checkpoints_bare(monkeypatch, tmp_path):
@@ -305,7 +263,7 @@ def test_compile_success_keeps_results_and_checkpoints_bare(monkeypatch, tmp_pat
         warnings.simplefilter("error", RuntimeWarning)
         compiled, _ = train(compile=True, checkpoint_dir=str(tmp_path))
     assert compiled.compiled and hasattr(compiled.strategy.nets["segmentor"], "_orig_mod")
-    assert_same_weights(weights(compiled), weights(train()[0]))
+    assert_same_weights(parameters(compiled), parameters(train()[0]))
     stored = load_checkpoint(tmp_path / "last.pt")["strategy"]["nets"]["segmentor"]
     assert not any("_orig_mod" in key for key in stored)
 

@@ -1,10 +1,13 @@
-"""SynthShapes: shapes, determinism, batch independence, normalisation, labels, imbalance, errors."""
+"""SynthShapes: shapes, determinism, batch independence, normalisation, labels, imbalance, errors,
+and the GPU path: the same samples, no host sync."""
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
 from segan_lib.data import SynthShapes, synth_batch
-from segan_lib.data import synthetic
+from segan_lib.data import synthetic, synthetic_scene, synthetic_shapes
+from segan_lib.train.batches import TrainBatches
 
 SIZE = 32
 
@@ -20,7 +23,7 @@ def lowbias32_reference(x: int) -> int:
 
 def test_hash_matches_plain_python_reference():
     values = [0, 1, 2, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 123456789, 0xDEADBEEF]
-    hashed = synthetic._hash32(torch.tensor(values, dtype=torch.int64))
+    hashed = synthetic_scene.hash32(torch.tensor(values, dtype=torch.int64))
     assert hashed.tolist() == [lowbias32_reference(v) for v in values]
 
 
@@ -118,7 +121,7 @@ def test_later_shapes_occlude_earlier_ones_and_disc_area_matches_formula():
         "radius": torch.tensor([[0.22, 0.11]]), "cos": torch.ones(1, 2), "sin": torch.zeros(1, 2),
         "extra": torch.zeros(1, 2),
     }
-    ids = synthetic._paint_ids(scene, slice(None), size, 1, torch.empty(size * size, dtype=torch.int64))[0]
+    ids = synthetic_shapes.paint_ids(scene, slice(None), size, 1, torch.empty(size * size, dtype=torch.int64))[0]
     assert ids[32, 32] == 2 and ids[32, 32 - 10] == 1 and ids[0, 0] == 0  # the later disc is on top
     small, large = (ids == 2).sum().item(), (ids >= 1).sum().item()
     assert abs(small - torch.pi * (0.11 * size) ** 2) < 0.05 * small
@@ -185,3 +188,108 @@ def test_cuda_matches_cpu():
     assert gpu_images.device.type == "cuda" and gpu_masks.device.type == "cuda"
     assert (gpu_masks.cpu() == cpu_masks).double().mean() > 0.999
     assert (gpu_images.cpu() - cpu_images).abs().mean() < 1e-3
+
+
+def test_host_hash_equals_the_tensor_hash():
+    values = [0, 1, 0x5EED, 0xFFFFFFFF, 987654321]
+    assert [synthetic_scene.hash32_int(v) for v in values] == synthetic_scene.hash32(torch.tensor(values)).tolist()
+
+
+@pytest.mark.parametrize("num_classes, binary", [(6, False), (3, False), (5, True)])
+def test_fixed_size_painting_of_the_gpu_gives_the_cpu_samples_bit_for_bit(monkeypatch, num_classes, binary):
+    data = SynthShapes(40, size=SIZE, num_classes=num_classes, binary=binary, seed=4)
+    indices = torch.tensor([39, 0, 17, 17, 8, 23, 31, 2])
+    expected = data.get_batch(indices)  # on the CPU: painted kind by kind, objects found with nonzero
+    calls = []
+
+    def fixed_size(*args, **kwargs):
+        calls.append(kwargs.setdefault("fixed_size", True))
+        return synthetic_shapes.paint_ids(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "paint_ids", fixed_size)
+    images, masks = data.get_batch(indices)
+    assert calls and all(calls)
+    assert torch.equal(images, expected[0]) and torch.equal(masks, expected[1])
+
+
+class StrayHostToDeviceCopies(TorchDispatchMode):
+    """Records copies from the CPU to another device made outside ``synthetic_scene.host_to_device``
+    (the one helper that copies through pinned memory, asynchronously, on CUDA)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_helper = 0
+        self.helper_copies = 0
+        self.stray: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        outputs = func(*args, **kwargs)
+        produced = [o for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])
+                    if isinstance(o, torch.Tensor)]
+        if any(t.device.type == "cpu" for t in tensors) and any(o.device.type != "cpu" for o in produced):
+            if self.in_helper:
+                self.helper_copies += 1
+            else:
+                self.stray.append(str(func))
+        return outputs
+
+    def wrap(self, helper):
+        def host_to_device(x, device):
+            self.in_helper += 1
+            try:
+                return helper(x, device)
+            finally:
+                self.in_helper -= 1
+        return host_to_device
+
+
+def test_rendering_on_a_device_reads_nothing_back_and_copies_asynchronously(monkeypatch):
+    """The GPU path run on the 'meta' device, whose tensors hold no data: any read of a device
+    value on the host (``item``, ``bool``, ``tolist``, ``nonzero``, boolean-mask indexing,
+    ``.cpu()``) fails there, so rendering on meta proves the GPU path never synchronises. Host
+    indices are allowed (the bounds check reads CPU memory). Every copy to the device goes
+    through ``host_to_device`` (pinned memory, ``non_blocking=True`` on CUDA), and none through
+    ``torch.tensor(..., device=...)``, a blocking copy."""
+    real_tensor = torch.tensor
+
+    def host_only_tensor(*args, **kwargs):
+        assert kwargs.get("device") is None, "torch.tensor(..., device=...) is a blocking host-to-device copy"
+        return real_tensor(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", host_only_tensor)
+    monkeypatch.setattr(synthetic, "_noise_banks", {})  # the first copies of the tables are checked too
+    monkeypatch.setattr(synthetic_scene, "_CONSTANTS", {})
+    copies = StrayHostToDeviceCopies()
+    for module in (synthetic, synthetic_scene):
+        monkeypatch.setattr(module, "host_to_device", copies.wrap(synthetic_scene.host_to_device))
+    data = SynthShapes(24, size=SIZE, num_classes=6, device="meta")
+    with copies:
+        images, masks = data.get_batch(torch.arange(8))
+        image, mask = data[23]
+        engine_batches = list(TrainBatches(data, batch_size=8, seed=0).epoch(0, 3))  # the engine's path
+    assert images.shape == (8, 3, SIZE, SIZE) and images.device.type == "meta" and images.dtype == torch.float32
+    assert masks.shape == (8, SIZE, SIZE) and masks.dtype == torch.int64 and image.shape == (3, SIZE, SIZE)
+    assert [batch[0].shape[0] for batch in engine_batches] == [8, 8, 8]
+    assert copies.helper_copies > 0 and copies.stray == []
+    scene = synthetic_scene.draw_scenes(0, torch.arange(4, device="meta"), 5, False)
+    buffer = torch.empty(4 * SIZE * SIZE, dtype=torch.int64, device="meta")
+    with pytest.raises((NotImplementedError, RuntimeError)):  # the CPU painter needs nonzero: not on meta
+        synthetic_shapes.paint_ids(scene, slice(None), SIZE, 5, buffer, fixed_size=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_from_host_indices_never_synchronise():
+    data = SynthShapes(64, size=SIZE, num_classes=6, device="cuda")
+    data.get_batch(torch.arange(4))  # first call: lazy CUDA initialisation
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batches = list(TrainBatches(data, batch_size=16, seed=0, pin_memory=True).epoch(0, 4))
+        images, masks = data.get_batch(torch.arange(16, 32))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(batches[0][1].cpu(), data.get_batch(TrainBatches(data, batch_size=16, seed=0)
+                                                           .index_batches(0, 4)[0])[1].cpu())
+    assert images.device.type == "cuda" and masks.shape == (16, SIZE, SIZE)

@@ -91,7 +91,7 @@ class GaussianMixture2D(Dataset):
         indices = check_tensor("indices", indices)
         if indices.dim() != 1 or indices.is_floating_point():
             raise ValueError(f"indices must be a 1-D integer tensor, got a {indices.dtype} tensor of shape {tuple(indices.shape)}")
-        indices = indices.to(self.points.device)
+        indices = indices.to(self.points.device, non_blocking=True)
         return self.points[indices], self.modes[indices]
 
     def density(self, x: torch.Tensor) -> torch.Tensor:

@@ -202,7 +202,9 @@ def _alpha_vector(alpha: float | Tensor | Sequence[float], num_classes: int, lik
     if isinstance(alpha, (float, int)) and not isinstance(alpha, bool):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], None, 'auto' or a per-class vector, got {alpha!r}")
-        return torch.tensor([1.0 - alpha] + [float(alpha)] * (num_classes - 1), dtype=like.dtype, device=like.device)
+        vector = torch.full((num_classes,), float(alpha), dtype=like.dtype, device=like.device)
+        vector[0] = 1.0 - alpha  # built on the device: no host-to-device copy (a GPU sync) per call
+        return vector
     if isinstance(alpha, str):
         raise ValueError(f"alpha must be 'auto', None, a float or a per-class vector, got {alpha!r}")
     return _class_vector("alpha", alpha, num_classes, like)

@@ -11,6 +11,12 @@ that same permutation without replaying anything. Under DDP with ``W`` processes
 Datasets with a vectorised ``get_batch(indices)`` (SynthShapes) are batched directly on
 their device; any other ``torch.utils.data.Dataset`` goes through a ``DataLoader`` whose
 ``batch_sampler`` is exactly that list of index batches.
+
+No host synchronisation per step: the index batches are drawn on the CPU once per epoch,
+so ``get_batch`` receives CPU indices it can bounds-check without reading the GPU. With
+``pin_memory`` (the engine sets it on CUDA) the epoch's index table is copied to pinned
+memory once, so each batch's indices go to the GPU by an asynchronous copy
+(``non_blocking=True``), which never waits for the kernels queued before it.
 """
 from __future__ import annotations
 
@@ -68,7 +74,8 @@ class TrainBatches:
         batch_size: the global batch (all processes together).
         seed: seeds the per-epoch permutations and the DataLoader's generator.
         rank, world_size: this process and the number of processes.
-        num_workers, pin_memory: passed to the DataLoader (unused with ``get_batch``).
+        num_workers, pin_memory: passed to the DataLoader; with ``get_batch``, ``pin_memory``
+            pins each epoch's index table (see the module docstring).
     """
 
     def __init__(self, data: object, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
@@ -99,7 +106,10 @@ class TrainBatches:
             self.data.set_epoch(epoch)
         indices = self.index_batches(epoch, steps)[start:]
         if hasattr(self.data, "get_batch"):
-            for batch_indices in indices:
+            indices = indices.contiguous()  # (steps, B / W): each row one block of memory
+            if self.pin_memory:
+                indices = indices.pin_memory()  # rows then reach the GPU asynchronously
+            for batch_indices in indices:  # CPU rows (B / W,), views of the table
                 yield as_tuple(self.data.get_batch(batch_indices))
             return
         yield from (as_tuple(batch) for batch in self._loader(indices.tolist(), epoch))

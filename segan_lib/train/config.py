@@ -38,7 +38,10 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N", "mps"
     amp: str = "auto"  # "auto": bf16 autocast on CUDA, off elsewhere; "bf16"; "off"
     channels_last: bool | None = None  # None: on for CUDA (model and 4-D inputs only)
-    compile: bool = False  # torch.compile every network; falls back to eager with a warning
+    # torch.compile every network: None: on for CUDA, off elsewhere (on a CPU, a course-sized
+    # run rarely wins back the minute of compiling); True/False force it. A failed compile
+    # falls back to eager mode with a warning.
+    compile: bool | None = None
     log_every: int = 10  # steps between reading the losses back (and NaN checks, callbacks)
     eval_every: int = 1  # epochs between validations; 0: only after the last epoch
     checkpoint_dir: str | None = None  # where last.pt / best.pt go; None: no checkpoints
@@ -56,7 +59,7 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
         check_choice("amp", self.amp, AMP_CHOICES)
         check_choice("channels_last", self.channels_last, (None, True, False))
-        check_choice("compile", self.compile, (True, False))
+        check_choice("compile", self.compile, (None, True, False))
         _check_int("log_every", self.log_every, minimum=1)
         _check_int("eval_every", self.eval_every, minimum=0)
         _check_int("checkpoint_every", self.checkpoint_every, minimum=0)

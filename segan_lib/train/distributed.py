@@ -20,12 +20,16 @@ CPU). Then:
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from segan_lib.train.strategy import unwrap
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,26 @@ def wrap_nets(nets: nn.ModuleDict, device: torch.device, *, find_unused_paramete
         )
         wrapped.append(name)
     return wrapped
+
+
+@contextlib.contextmanager
+def bare_nets(nets: nn.ModuleDict, enabled: bool) -> Iterator[None]:
+    """Swap each entry of ``nets`` for its bare module (no DDP or compile wrapper) meanwhile.
+
+    Under DDP, evaluation runs on rank 0 alone, so it must not call the DDP wrappers (their
+    forward talks to the other processes). ``enabled=False`` (one process) changes nothing.
+    """
+    if not enabled:
+        yield
+        return
+    wrapped = dict(nets.items())
+    for name, net in wrapped.items():
+        nets[name] = unwrap(net)
+    try:
+        yield
+    finally:
+        for name, net in wrapped.items():
+            nets[name] = net
 
 
 def mean_over_processes(tensor: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,21 @@
 """The one training engine: every method (supervised, SegAN, hybrid, GAN) runs on it.
 
 A :class:`~segan_lib.train.strategy.Strategy` says what one step does; the
-:class:`Trainer` does the rest, in this order per step::
+:class:`Trainer` does the rest, in this order per step (:meth:`Trainer.train_step`)::
 
     batch = next global batch (this process's shard)  -> device (4-D tensors channels_last)
     logs  = strategy.train_step(inputs, targets, step) -> detached 0-d tensors, kept on device
     every log_every steps and at each epoch end: read the logs once, check they are finite,
-            append their means to the History, call the callbacks
+            append their means to the History, call the callbacks (:meth:`Trainer.flush_logs`)
     each epoch end (every eval_every epochs and after the last): validate -> best.pt
     every checkpoint_every steps / each epoch end / at the end: last.pt (only finite states)
+
+The step itself never waits for the GPU: no value is read back to the host until the next
+logging interval, and datasets with ``get_batch`` (SynthShapes) render each batch on the
+device from indices kept on the host. On CUDA the fast path is the default: bf16 autocast,
+channels_last, fused Adam (in the strategies), ``torch.compile`` (``TrainConfig.compile``,
+eager if compiling fails) and ``torch.backends.cudnn.benchmark = True`` (see
+:func:`~segan_lib.train.hardware.enable_cudnn_benchmark`).
 
 Example::
 
@@ -20,25 +27,24 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from segan_lib._checks import value_checks
+from segan_lib._checks import NonFiniteError, value_checks
 from segan_lib.course import seed_everything
 from segan_lib.train import distributed
-from segan_lib.train.batches import TrainBatches, steps_in_epoch
+from segan_lib.train.batches import TrainBatches, as_tuple, steps_in_epoch
 from segan_lib.train.checkpoint import (
-    _check_plain, capture_rng_state, check_meta_matches, load_checkpoint, load_strategy_state,
-    restore_rng_state, save_checkpoint,
+    _check_plain, check_meta_matches, load_checkpoint, load_strategy_state, restore_rng_state, save_checkpoint,
 )
 from segan_lib.train.config import TrainConfig, check_resumable
 from segan_lib.train.evaluation import evaluate_segmentation
 from segan_lib.train.hardware import (
-    compile_nets, decompile_nets, is_compile_error, resolve_amp, resolve_device, to_device, use_channels_last,
+    compile_nets, decompile_nets, enable_cudnn_benchmark, first_compiled_step, is_compile_error, resolve_amp,
+    resolve_device, to_device, use_channels_last, use_compile,
 )
 from segan_lib.train.history import History, LogAccumulator, TrainingDiverged
 from segan_lib.train.strategy import Strategy, unwrap
@@ -61,6 +67,10 @@ class Trainer:
         callbacks: ``f(trainer, step, logs)`` called on rank 0 at each logging interval with
             the averaged losses (e.g. to draw GAN samples).
         meta: plain data stored in checkpoints to rebuild the model (``"method"`` is added).
+
+    Attributes read by callers: ``step`` (steps done), ``history``, ``device``,
+    ``channels_last``, ``compiled`` (False again after a fall back to eager mode) and
+    ``cudnn_benchmark`` (whether cuDNN times its algorithms; CUDA only).
     """
 
     def __init__(self, strategy: Strategy, train_data: object, val_data: object = None, *,
@@ -86,6 +96,7 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        self.cudnn_benchmark = enable_cudnn_benchmark(self.device)
         self.channels_last = use_channels_last(config.channels_last, self.device)
         self.steps_per_epoch = steps_in_epoch(len(train_data), config.batch_size, config.steps_per_epoch)
         self.batches = TrainBatches(train_data, batch_size=config.batch_size, seed=config.seed,
@@ -102,7 +113,7 @@ class Trainer:
         if self.dist.enabled:
             distributed.wrap_nets(strategy.nets, self.device,
                                   find_unused_parameters=getattr(strategy, "find_unused_parameters", False))
-        self.compiled = config.compile
+        self.compiled = use_compile(config.compile, self.device)  # False again after a fallback to eager
         self._compile_proven = False
         if self.compiled:
             compile_nets(strategy.nets)
@@ -135,12 +146,11 @@ class Trainer:
                 epoch, start = divmod(self.step, spe)
                 self.strategy.train(True)
                 for batch in self.batches.epoch(epoch, spe, start):
-                    self._train_step(to_device(batch, self.device, self.channels_last))
-                    self.step += 1
+                    self.train_step(batch)
                     if self._bar is not None:
                         self._bar.update(1)
                     if self.step % config.log_every == 0:
-                        self._flush_logs()
+                        self.flush_logs()
                     if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step % spe:
                         self._save("last.pt")  # mid-epoch; epoch ends are saved below, after validation
                 self._end_epoch(epoch + 1, last=self.step >= total)
@@ -153,63 +163,71 @@ class Trainer:
 
     def _end_epoch(self, epochs_done: int, *, last: bool) -> None:
         config = self.config
-        self._flush_logs()
+        self.flush_logs()
         if self.val_data is not None and (last or (config.eval_every and epochs_done % config.eval_every == 0)):
             self._validate(epochs_done)
         if last or config.checkpoint_every == 0 or self.step % config.checkpoint_every == 0:
             self._save("last.pt")
 
-    def _train_step(self, batch: tuple) -> None:
+    def train_step(self, batch: Sequence[torch.Tensor] | torch.Tensor) -> None:
+        """One optimisation step of the strategy on ``batch``, then ``self.step += 1``.
+
+        ``batch``: ``(inputs, targets)``, ``(inputs,)`` or a lone tensor of inputs, as the
+        training data yields it, moved to the trainer's device (4-D tensors to channels_last
+        when on; a tensor already there is not copied). The losses stay on the device until
+        :meth:`flush_logs`, so the step never waits for the GPU. :meth:`fit` runs every step
+        through here; to drive training yourself, call it, then ``flush_logs()`` now and then
+        (the nets' train/eval mode is left as it is).
+
+        Raises :class:`TrainingDiverged` when, on the CPU, the losses' value checks find
+        NaN/inf logits (on CUDA the checks are off and :meth:`flush_logs` finds the NaN loss).
+        """
+        batch = to_device(as_tuple(batch), self.device, self.channels_last)
         if len(batch) not in (1, 2):
             raise ValueError(f"train_data must yield (inputs, targets) pairs or single tensors, got {len(batch)} items")
         inputs, targets = batch if len(batch) == 2 else (batch[0], None)
-        # On CUDA, label/NaN checks inside the losses would stall the GPU every step; the
-        # engine checks the losses itself at each logging interval instead.
-        checks = value_checks(False) if self.device.type == "cuda" else contextlib.nullcontext()
-        if self.compiled and not self._compile_proven:
-            logs = self._first_compiled_step(inputs, targets, checks)
-        else:
-            with checks:
-                logs = self.strategy.train_step(inputs, targets, self.step)
-        self._logs.add(self.step, logs)
 
-    def _first_compiled_step(self, inputs: object, targets: object, checks) -> dict:
-        """Compilation happens at the first call; if it fails, undo any partial update, warn
-        and redo the step in eager mode."""
-        saved_state, saved_rng = copy.deepcopy(self.strategy.state_dict()), capture_rng_state()
+        def run() -> dict:  # may run twice (compile fallback): a fresh context manager each time
+            # On CUDA, label/NaN checks inside the losses would stall the GPU every step; the
+            # engine checks the losses itself at each logging interval instead.
+            with value_checks(False) if self.device.type == "cuda" else contextlib.nullcontext():
+                return self.strategy.train_step(inputs, targets, self.step)
+
         try:
-            with checks:
-                logs = self.strategy.train_step(inputs, targets, self.step)
-        except Exception as error:
-            if not is_compile_error(error):
-                raise
-            self._fall_back_to_eager(error)
-            self.strategy.load_state_dict(saved_state)
-            restore_rng_state(saved_rng)
-            for net in self.strategy.nets.values():
-                net.zero_grad(set_to_none=True)
-            with checks:
-                logs = self.strategy.train_step(inputs, targets, self.step)
-        self._compile_proven = True
-        return logs
+            if self.compiled and not self._compile_proven:  # compiles now, or falls back to eager
+                logs, self.compiled = first_compiled_step(self.strategy, run)
+                self._compile_proven = True
+            else:
+                logs = run()
+        except NonFiniteError as error:
+            if not self.dist.enabled:  # (a collective read: the other processes may not be here)
+                self.flush_logs()  # an earlier NaN loss still pending is reported first
+            raise self._diverged(f"training diverged: {error} at step {self.step}", step=self.step,
+                                 loss_name=error.name) from error
+        self._logs.add(self.step, logs)
+        self.step += 1
 
-    def _fall_back_to_eager(self, error: BaseException) -> None:
-        decompile_nets(self.strategy.nets, error)
-        self.compiled = False
+    def _diverged(self, message: str, *, step: int, loss_name: str, value: float = math.nan) -> TrainingDiverged:
+        """``TrainingDiverged`` for a NaN/inf found at ``step``, naming the epoch and the checkpoint kept."""
+        if self._last_checkpoint:
+            path, steps_done = self._last_checkpoint
+            kept = f"the last good checkpoint {path} (written after {steps_done} steps) is kept"
+        else:
+            kept = "no checkpoint was written before it"
+        return TrainingDiverged(f"{message} (epoch {step // self.steps_per_epoch + 1}); {kept}. Lower the learning "
+                                "rate or check the data", step=step, loss_name=loss_name, value=value)
 
-    def _flush_logs(self) -> None:
-        """Read the pending losses (one host sync), stop on NaN/inf, record and report them."""
+    def flush_logs(self) -> None:
+        """Read the losses of the steps since the last read (one host sync), raise
+        :class:`TrainingDiverged` if any is NaN/inf, append their means to the History,
+        show them on the progress bar and call the callbacks. :meth:`fit` calls it every
+        ``log_every`` steps and at each epoch end; nothing happens if no step is pending."""
         if not len(self._logs):
             return
         try:
             means = self._logs.read(distributed.mean_over_processes if self.dist.enabled else None)
         except TrainingDiverged as error:
-            kept = (f"the last good checkpoint {self._last_checkpoint[0]} (step {self._last_checkpoint[1]}) is kept"
-                    if self._last_checkpoint else "no checkpoint was written before it")
-            raise TrainingDiverged(
-                f"{error} (epoch {error.step // self.steps_per_epoch + 1}); {kept}. Lower the learning rate "
-                "or check the data", step=error.step, loss_name=error.loss_name, value=error.value,
-            ) from None
+            raise self._diverged(str(error), step=error.step, loss_name=error.loss_name, value=error.value) from None
         self.history.append_train(self.step, self.step / self.steps_per_epoch, means)
         if self._bar is not None:
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
@@ -228,13 +246,14 @@ class Trainer:
         was_training = self.strategy.segmentor.training
         self.strategy.train(False)
         try:
-            with self._bare_nets():
+            with distributed.bare_nets(self.strategy.nets, self.dist.enabled):
                 try:
                     return self._run_evaluation(data)
                 except Exception as error:
                     if not (self.compiled and is_compile_error(error)):
                         raise
-                    self._fall_back_to_eager(error)
+                    decompile_nets(self.strategy.nets, error)
+                    self.compiled = False
                     return self._run_evaluation(data)
         finally:
             self.strategy.train(was_training)
@@ -244,24 +263,12 @@ class Trainer:
                                      batch_size=self.config.batch_size, device=self.device,
                                      channels_last=self.channels_last, num_workers=self.config.num_workers)
 
-    @contextlib.contextmanager
-    def _bare_nets(self) -> Iterator[None]:
-        """Under DDP, evaluation runs on rank 0 alone, so it must not touch the DDP wrappers
-        (their forward talks to the other processes): swap in the bare modules meanwhile."""
-        if not self.dist.enabled:
-            yield
-            return
-        wrapped = dict(self.strategy.nets.items())
-        for name, net in wrapped.items():
-            self.strategy.nets[name] = unwrap(net)
-        try:
-            yield
-        finally:
-            for name, net in wrapped.items():
-                self.strategy.nets[name] = net
-
     def _validate(self, epochs_done: int) -> None:
-        metrics = self.evaluate(self.val_data) if self.dist.is_main else None
+        try:
+            metrics = self.evaluate(self.val_data) if self.dist.is_main else None
+        except NonFiniteError as error:  # on the CPU, where the metrics check the logits
+            raise self._diverged(f"training diverged: validation {error} after step {self.step - 1}",
+                                 step=self.step - 1, loss_name=f"validation {error.name}") from error
         if self.dist.enabled:
             metrics = distributed.broadcast_from_main(metrics)
         previous_best = max((d for d in self.history.get("val_mean_dice", []) if not math.isnan(d)), default=-math.inf)
@@ -276,7 +283,7 @@ class Trainer:
         """Write ``checkpoint_dir/name`` on rank 0, only after checking the state is finite."""
         if self.config.checkpoint_dir is None:
             return
-        self._flush_logs()  # raises TrainingDiverged before a NaN state could be written
+        self.flush_logs()  # raises TrainingDiverged before a NaN state could be written
         self._check_parameters_finite()
         path = Path(self.config.checkpoint_dir) / name
         if self.dist.is_main:
@@ -288,13 +295,10 @@ class Trainer:
 
     def _check_parameters_finite(self) -> None:
         for net_name, net in self.strategy.nets.items():
-            params = [p for p in unwrap(net).parameters()]
+            params = list(unwrap(net).parameters())
             if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-                kept = f"{self._last_checkpoint[0]} is kept" if self._last_checkpoint else "no checkpoint was written"
-                raise TrainingDiverged(
-                    f"training diverged: the weights of {net_name!r} hold NaN/inf after step {self.step - 1}; {kept}",
-                    step=self.step - 1, loss_name=f"{net_name} weights", value=math.nan,
-                )
+                raise self._diverged(f"training diverged: the weights of {net_name!r} hold NaN/inf after step "
+                                     f"{self.step - 1}", step=self.step - 1, loss_name=f"{net_name} weights")
 
     def _resume(self, path: Path) -> None:
         payload = load_checkpoint(path, method=self.strategy.name)

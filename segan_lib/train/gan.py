@@ -10,7 +10,7 @@ is the minimax game above, whose generator loss ``log(1 - D(G(z)))`` *saturates*
 gradient vanishes) when D rejects the fakes confidently; ``"nonsaturating"`` makes the
 generator minimise ``-log D(G(z))`` instead, as the paper recommends; ``"lsgan"`` and
 ``"hinge"`` are there too. Optimisers: Adam with ``lr=2e-4, betas=(0.5, 0.999)`` (DCGAN,
-Radford et al., ICLR 2016).
+Radford et al., ICLR 2016), fused on CUDA like every strategy's.
 
 The engine passes ``train_step`` whatever the dataset's ``get_batch`` gives; ``real_from``
 says where the real samples are: ``"inputs"`` for the first item (points ``(B, 2)`` of
@@ -29,6 +29,7 @@ from torch import nn
 from segan_lib._checks import check_choice, check_mask, check_positive, check_tensor
 from segan_lib.losses.adversarial import GAN_MODES, GANLoss
 from segan_lib.train.strategy import Strategy, set_requires_grad
+from segan_lib.train.supervised import make_adam
 
 REAL_SOURCES = ("inputs", "masks")
 
@@ -93,10 +94,10 @@ class GANStrategy(Strategy):
         return int(self.unwrapped("generator").z_dim)
 
     def configure_optimizers(self) -> None:
-        self.optimizers["generator"] = torch.optim.Adam(self.unwrapped("generator").parameters(), self.lr, betas=self.betas)
-        self.optimizers["discriminator"] = torch.optim.Adam(
-            self.unwrapped("discriminator").parameters(), self.lr_d, betas=self.betas
-        )
+        """Two Adam optimisers (fused on CUDA), one per player."""
+        for name, lr in (("generator", self.lr), ("discriminator", self.lr_d)):
+            params = list(self.unwrapped(name).parameters())
+            self.optimizers[name] = make_adam(params, self.device, lr=lr, betas=self.betas)
 
     def real_samples(self, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         """The real batch of one engine step (see ``real_from``)."""

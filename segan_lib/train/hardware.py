@@ -1,15 +1,23 @@
-"""Where and how fast the engine runs: device, bf16 autocast, channels_last, torch.compile.
+"""Where and how fast the engine runs: device, bf16 autocast, channels_last, torch.compile
+(with its eager fallback) and cuDNN benchmarking.
 
-Each helper is a small pure decision so the engine reads top to bottom and the rules are
-tested one by one.
+Each helper is one small decision or action, so the engine reads top to bottom and the
+rules are tested one by one.
 """
 from __future__ import annotations
 
+import copy
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from segan_lib.train.checkpoint import capture_rng_state, restore_rng_state
+
+if TYPE_CHECKING:
+    from segan_lib.train.strategy import Strategy
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -45,6 +53,26 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 def use_channels_last(setting: bool | None, device: torch.device) -> bool:
     """``TrainConfig.channels_last``: None means on for CUDA (faster convs with tensor cores)."""
     return device.type == "cuda" if setting is None else setting
+
+
+def use_compile(setting: bool | None, device: torch.device) -> bool:
+    """``TrainConfig.compile``: None means on for CUDA, where compiled kernels pay back the
+    compile time (about a minute) within a real run; off elsewhere. True/False force it."""
+    return device.type == "cuda" if setting is None else setting
+
+
+def enable_cudnn_benchmark(device: torch.device) -> bool:
+    """On CUDA, set ``torch.backends.cudnn.benchmark = True`` (process-wide, left set): cuDNN
+    times its convolution algorithms on the first batch of each input shape and keeps the
+    fastest, which pays off because training batches all have one shape. Left alone when
+    deterministic algorithms were requested (``torch.use_deterministic_algorithms(True)`` or
+    ``torch.backends.cudnn.deterministic = True``), since benchmarking may pick a different
+    algorithm from run to run. Returns whether benchmarking is on for ``device``."""
+    if device.type != "cuda":
+        return False
+    if not (torch.are_deterministic_algorithms_enabled() or torch.backends.cudnn.deterministic):
+        torch.backends.cudnn.benchmark = True
+    return bool(torch.backends.cudnn.benchmark)
 
 
 def to_device(batch: tuple, device: torch.device, channels_last: bool) -> tuple:
@@ -96,3 +124,25 @@ def decompile_nets(nets: nn.ModuleDict, error: BaseException) -> None:
         module = nets[name]
         if hasattr(module, "_orig_mod"):
             nets[name] = module._orig_mod
+
+
+def first_compiled_step(strategy: Strategy, run_step: Callable[[], dict]) -> tuple[dict, bool]:
+    """Run the first step of compiled nets, ``logs = run_step()``, and return ``(logs, compiled)``.
+
+    Compilation happens at that first call. If it fails (:func:`is_compile_error`), any
+    partial update is undone (weights, optimiser states, RNG states, gradients), the nets
+    go back to eager mode with a warning (:func:`decompile_nets`) and the step is run again:
+    the result is the one of an eager run, and ``compiled`` is False. Other errors propagate.
+    """
+    saved_state, saved_rng = copy.deepcopy(strategy.state_dict()), capture_rng_state()
+    try:
+        return run_step(), True
+    except Exception as error:
+        if not is_compile_error(error):
+            raise
+        decompile_nets(strategy.nets, error)
+        strategy.load_state_dict(saved_state)
+        restore_rng_state(saved_rng)
+        for net in strategy.nets.values():
+            net.zero_grad(set_to_none=True)
+        return run_step(), False
