@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from segan_lib.losses.adversarial import (
+    GAN_MODES,
     GANLoss,
     encode_pair,
     encoded_channels,
@@ -66,6 +67,9 @@ def test_nonsaturating_generator_keeps_its_gradient_when_the_discriminator_is_su
 
 def test_accuracy_uses_the_mode_threshold():
     real, fake = torch.tensor([1.0, -1.0, 0.6, 0.4]), torch.tensor([-1.0, 1.0, 0.3, 0.0])
+    # a logit above 0 means sigma > 1/2 ("real"); LSGAN's targets 0 and 1 split at 1/2
+    assert {mode: GANLoss(mode).decision_threshold for mode in GAN_MODES} == {
+        "vanilla": 0.0, "nonsaturating": 0.0, "lsgan": 0.5, "hinge": 0.0}
     acc_real, acc_fake = GANLoss("nonsaturating").accuracy(real, fake)
     assert (acc_real.item(), acc_fake.item()) == (0.75, 0.5)
     acc_real, acc_fake = GANLoss("lsgan").accuracy(real, fake)  # threshold 0.5

@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from segan_lib.data.export import _atomic_write, add_export_command, export_synthshapes, image_to_uint8
+from segan_lib.data.export import (
+    _atomic_write, add_export_command, export_synthshapes, image_to_uint8, mask_to_png, run_export,
+)
 from segan_lib.data.folders import FolderDataset
 from segan_lib.data.synthetic import SynthShapes
 
@@ -83,6 +85,7 @@ def test_export_command_registers_data_export(tmp_path, capsys):
     add_export_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["data", "export", "--out", str(tmp_path), "--n", "3", "--size", "16", "--seed", "5"])
     assert (args.n, args.size, args.seed, args.num_classes, args.binary) == (3, 16, 5, 4, False)
+    assert args.func is run_export
     assert args.func(args) == 0
     assert "wrote 3 image/mask pairs" in capsys.readouterr().out
     assert len(list((tmp_path / "masks").glob("*.png"))) == 3
@@ -141,3 +144,38 @@ def test_short_training_run_from_the_committed_sample():
     losses = [v for key, values in history.items() if "loss" in key for v in values]
     assert losses and all(np.isfinite(losses))
     assert len(history["val_mean_dice"]) == 2 and all(0.0 <= d <= 1.0 for d in history["val_mean_dice"])
+
+
+def test_mask_to_png_keeps_labels_as_palette_indices_and_refuses_bad_masks(tmp_path):
+    mask = torch.tensor([[0, 3, 255], [20, 1, 0]])
+    png = mask_to_png(mask)
+    assert png.mode == "P" and np.asarray(png).tolist() == mask.tolist()
+    assert png.getpalette()[3 * 3:3 * 4] == [128, 128, 0]  # class 3 drawn olive (VOC colour map)
+    bad_masks = [(torch.tensor([[0, 256]]), r"0\.\.255.*got 0\.\.256"), (torch.tensor([[-1, 0]]), "0..255"),
+                 (torch.zeros(2, 2), "int64 tensor of shape"), (torch.zeros(1, 2, 2, dtype=torch.long), r"\(H, W\)"),
+                 (np.zeros((2, 2), np.int64), "ndarray")]
+    for bad, message in bad_masks:
+        with pytest.raises(ValueError, match=message):
+            mask_to_png(bad)
+
+
+def test_export_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"image must be a float tensor of shape \(3, H, W\)"):
+        image_to_uint8(torch.zeros(1, 4, 4))
+    for kwargs, message in [({"n": 0}, "n must be > 0"), ({"n": 2.5}, "n must be a positive int"),
+                            ({"n": 2, "size": 0}, "size must be > 0")]:
+        with pytest.raises(ValueError, match=message):
+            export_synthshapes("unused", **kwargs)
+
+
+def test_segan_train_and_eval_on_the_committed_sample_as_data_readme_says(tmp_path, capsys):
+    from segan_lib.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "folders", "--root", str(SAMPLE), "--num-classes", "4", "--size", "32",
+            "--base-channels", "4", "--depth", "2", "--batch-size", "4", "--epochs", "1", "--device", "cpu",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "validation mean Dice" in capsys.readouterr().out
+    assert main(["eval", str(out / "last.pt"), "--device", "cpu"]) == 0
+    assert "triangle" in capsys.readouterr().out  # class names from data/sample/classes.txt

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from segan_lib.data.folders import FolderDataset, read_image
-from segan_lib.data.transforms import channel_stats, decode_colour_mask, image_to_tensor
+from segan_lib.data.palette import decode_colour_mask
+from segan_lib.data.transforms import channel_stats, image_to_tensor
 
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
 

@@ -1,5 +1,5 @@
-"""Pixel losses: hand-worked values, MONAI and reference formulas, ignore_index, gradients, errors."""
-import math
+"""Pixel losses: MONAI and reference formulas, ignore_index, gradients, errors (hand-worked values:
+test_losses_by_hand.py)."""
 
 import pytest
 import torch
@@ -24,48 +24,6 @@ def random_batch(channels: int, *, seed: int = 0, batch: int = 2, size: int = 6,
 def with_ignored(target: torch.Tensor, seed: int = 1) -> torch.Tensor:
     ignored = torch.rand(target.shape, generator=torch.Generator().manual_seed(seed)) < 0.3
     return torch.where(ignored, torch.full_like(target, 255), target)
-
-
-# ---- hand-worked values -------------------------------------------------------------------
-def test_cross_entropy_by_hand():
-    logits = torch.tensor([[[[0.0, 0.0]], [[math.log(3), 0.0]]]])  # (1, 2, 1, 2): p(class 1) = 3/4, 1/2
-    target = torch.tensor([[[1, 0]]])
-    expected = [-math.log(3 / 4), math.log(2)]
-    assert torch.allclose(cross_entropy(logits, target, reduction="none"), torch.tensor([[expected]]))
-    assert math.isclose(cross_entropy(logits, target).item(), sum(expected) / 2, rel_tol=1e-6)
-    weighted = cross_entropy(logits, target, weight=torch.tensor([1.0, 3.0]))  # sum w l / sum w
-    assert math.isclose(weighted.item(), (3 * expected[0] + expected[1]) / 4, rel_tol=1e-6)
-    binary = cross_entropy(torch.tensor([[[[0.0, math.log(3)]]]]), torch.tensor([[[1, 0]]]))
-    assert math.isclose(binary.item(), (math.log(2) + math.log(4)) / 2, rel_tol=1e-6)  # -log(1/2), -log(1/4)
-
-
-def test_focal_loss_by_hand():
-    logits = torch.full((1, 1, 1, 2), math.log(3))  # p = 3/4 at both pixels
-    target = torch.tensor([[[1, 0]]])
-    per_pixel = focal_loss(logits, target, gamma=2.0, alpha=0.25, reduction="none")[0, 0]
-    assert math.isclose(per_pixel[0].item(), -0.25 * 0.25**2 * math.log(0.75), rel_tol=1e-5)  # p_t = 3/4
-    assert math.isclose(per_pixel[1].item(), -0.75 * 0.75**2 * math.log(0.25), rel_tol=1e-5)  # p_t = 1/4
-    assert focal_loss(logits, target).item() == pytest.approx(per_pixel.mean().item())  # alpha "auto" = 0.25
-
-
-def test_soft_dice_by_hand():
-    logits = torch.tensor([[[[0.0, math.log(3), -math.log(3)]]]])  # p = 1/2, 3/4, 1/4
-    target = torch.tensor([[[1, 1, 0]]])
-    intersection, total = 0.5 + 0.75, (0.5 + 0.75 + 0.25) + 2
-    for smooth in (0.0, 1.0):
-        expected = 1 - (2 * intersection + smooth) / (total + smooth)
-        assert math.isclose(soft_dice_loss(logits, target, smooth=smooth).item(), expected, rel_tol=1e-6)
-
-
-def test_dice_absent_class_counts_zero_when_predicted_absent():
-    logits = torch.tensor([0.0, 0.0, -30.0]).view(1, 3, 1, 1).repeat(1, 1, 2, 2)  # class 2 ~ never predicted
-    target = torch.tensor([[[0, 1], [1, 0]]])  # class 2 absent
-    per_class = soft_dice_loss(logits, target, smooth=1.0, reduction="none")
-    assert per_class.shape == (3,)
-    assert per_class[2].item() == pytest.approx(0.0, abs=1e-9)
-    assert soft_dice_loss(logits, target, smooth=0.0, reduction="none")[2].item() == pytest.approx(1.0)
-    without_bg = soft_dice_loss(logits, target, include_background=False, reduction="none")
-    assert torch.allclose(without_bg, per_class[1:])
 
 
 # ---- against MONAI and reference formulas -------------------------------------------------

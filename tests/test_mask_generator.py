@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segan_lib.models import MaskDiscriminator, MaskGenerator, dcgan_init_, param_count
+from segan_lib.models import MaskDiscriminator, MaskGenerator, UpBlock, dcgan_init_, param_count
 from segan_lib.viz.gan import mask_grid_image, plot_mask_grid
 
 
@@ -62,6 +62,33 @@ def test_generator_forward_equals_the_written_formula():
     h = F.relu(bn(F.conv_transpose2d(h, g.blocks[0].conv.weight, stride=2, padding=1), g.blocks[0].norm))
     expected = torch.sigmoid(F.conv_transpose2d(h, g.to_mask.weight, g.to_mask.bias, stride=2, padding=1))
     assert torch.allclose(g(z), expected, atol=1e-6)
+
+
+def test_up_block_doubles_the_side_by_the_written_formula():
+    torch.manual_seed(0)
+    block = UpBlock(3, 2).eval()  # eval: batch norm with its running statistics (0 and 1 at first)
+    h = torch.randn(2, 3, 5, 5)
+    out = block(h)
+    assert out.shape == (2, 2, 10, 10)  # (s - 1) * 2 - 2 + 4 = 2s
+    norm = block.norm
+    conv = F.conv_transpose2d(h, block.conv.weight, stride=2, padding=1)  # no bias
+    expected = F.relu((conv - norm.running_mean[:, None, None]) / torch.sqrt(norm.running_var[:, None, None] + norm.eps)
+                      * norm.weight[:, None, None] + norm.bias[:, None, None])
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert block.conv.bias is None
+
+
+def test_forward_logits_are_the_scores_before_the_sigmoid():
+    torch.manual_seed(0)
+    g = MaskGenerator(z_dim=4, size=8, widths=(4, 2)).eval()
+    z = torch.randn(3, 4)
+    logits = g.forward_logits(z)
+    assert logits.shape == (3, 1, 8, 8)
+    assert torch.allclose(torch.sigmoid(logits), g(z))
+    with pytest.raises(ValueError, match="z must be a floating-point tensor of noise, got dtype torch.int64"):
+        g.forward_logits(torch.zeros(3, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="z must be a torch.Tensor"):
+        g.forward_logits([[0.0] * 4])
 
 
 def test_parameter_count_of_a_small_generator_by_hand():

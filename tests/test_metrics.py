@@ -43,11 +43,16 @@ def test_confusion_and_scores_by_hand():
     assert isinstance(scores["mean_dice"], float) and scores["dice"].shape == (3,)
 
 
-def test_confusion_matches_bincount_reference():
-    pred, target = random_labels(5, seed=3)
-    valid = target != 255
-    reference = torch.bincount(target[valid] * 5 + pred[valid], minlength=25).reshape(5, 5)
-    assert torch.equal(confusion_matrix(pred, target, 5), reference)
+def test_without_ignore_index_every_pixel_counts_and_255_is_an_error():
+    pred = torch.tensor([[[1, 1], [0, 1]]])
+    target = torch.tensor([[[1, 0], [0, 1]]])
+    cm = confusion_matrix(pred, target, 2, ignore_index=None)
+    assert cm.tolist() == [[1, 1], [0, 2]]  # true 0: predicted 0 once, 1 once; true 1: predicted 1 twice
+    with pytest.raises(ValueError, match=r"target holds label values \[255\] outside 0\.\.1"):
+        confusion_matrix(pred, torch.tensor([[[1, 255], [0, 1]]]), 2, ignore_index=None)
+    metrics = SegmentationMetrics(2, ignore_index=None)
+    metrics.update(pred, target)
+    assert metrics.compute()["pixel_accuracy"] == pytest.approx(3 / 4)
 
 
 @pytest.mark.parametrize("num_classes,seed", [(2, 0), (4, 1), (6, 2)])
@@ -109,9 +114,11 @@ def test_binary_single_channel_logits():
     assert scores["mean_iou"] == pytest.approx(1 / 2)
 
 
-def test_logits_to_pred_multiclass_is_argmax():
-    logits = torch.randn(2, 5, 4, 4, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(logits_to_pred(logits), logits.argmax(dim=1))
+def test_logits_to_pred_multiclass_takes_the_largest_logit_first_on_ties():
+    logits = torch.tensor([[[0.1, 2.0]], [[0.5, 2.0]], [[-1.0, 1.0]]])[None]  # (1, 3, 1, 2)
+    # pixel 0: logits 0.1, 0.5, -1.0 -> class 1; pixel 1: 2.0, 2.0, 1.0 -> a tie, the first class 0
+    assert logits_to_pred(logits).tolist() == [[[1, 0]]]
+    assert logits_to_pred(logits).dtype == torch.int64
 
 
 def test_update_has_no_host_sync_with_value_checks_off():

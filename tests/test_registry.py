@@ -49,3 +49,26 @@ def test_bad_arguments():
         build_dataset("synth", None, "train", n=0)
     with pytest.raises(ValueError, match="binary=True is only for"):
         build_dataset("voc", "/nowhere", "train", binary=True)
+
+
+def test_split_sizes_by_hand():
+    from segan_lib.data.registry import file_split_cap, synth_split_size
+
+    assert (synth_split_size(None, "train"), synth_split_size(None, "val")) == (1000, 200)
+    assert (synth_split_size(100, "train"), synth_split_size(100, "val"), synth_split_size(20, "val")) == (100, 20, 8)
+    assert file_split_cap(None, "train") is None and file_split_cap(None, "val") is None
+    assert (file_split_cap(12, "train"), file_split_cap(12, "val"), file_split_cap(3, "val")) == (12, 2, 1)
+
+
+def test_num_classes_defaults_to_four_shapes_or_the_folder_class_list(tmp_path):
+    assert build_dataset("synth", None, "train", size=16, n=8).num_classes == 4
+    assert build_dataset("synth", None, "train", size=16, n=8, num_classes=3).num_classes == 3
+    assert build_dataset("folders", SAMPLE, "train", size=16, n=4).class_names == (
+        "background", "disc", "rectangle", "triangle")  # from data/sample/classes.txt
+    with pytest.raises(ValueError, match=r"5 classes expected .* class names list 4"):  # classes.txt disagrees
+        build_dataset("folders", SAMPLE, "train", size=16, n=4, num_classes=5)
+    from segan_lib.data.export import export_synthshapes
+
+    export_synthshapes(tmp_path, 4, size=16, binary=True)
+    binary = build_dataset("folders", tmp_path, "train", size=16, binary=True, num_classes=4)  # the CLI's default
+    assert binary.num_classes == 2 and binary.binary

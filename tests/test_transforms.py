@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from segan_lib.data.transforms import (
-    PairedTransform, channel_stats, denormalize, hflip_pair, image_to_tensor, normalize, random_crop_pair,
-    resize_pair,
+    PairedTransform, as_size, channel_stats, denormalize, hflip_pair, image_to_tensor, normalize, random_crop_pair,
+    resize_image, resize_pair,
 )
 
 
@@ -92,15 +92,21 @@ def test_transform_is_a_function_of_the_generator_seed():
     assert any(not torch.equal(first[1], other) for other in others)
 
 
-def test_eval_transform_is_resize_then_normalize():
-    image, mask = block_pair()
-    transform = PairedTransform((32, 48), mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0), augment=False)
+def test_eval_transform_is_resize_then_normalize_by_hand():
+    image = torch.tensor([[[0.0, 0.4], [0.8, 1.2]], [[1.0, 1.0], [1.0, 1.0]], [[0.2, 0.2], [0.6, 0.6]]])  # (3, 2, 2)
+    mask = torch.tensor([[0, 1], [2, 255]])
+    transform = PairedTransform((4, 4), mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0), augment=False)
     out_image, out_mask = transform(image, mask)
-    ref_image, ref_mask = resize_pair(image, mask, (32, 48))
-    assert torch.equal(out_mask, ref_mask)
-    mean, std = torch.tensor([0.1, 0.2, 0.3])[:, None, None], torch.tensor([0.5, 0.25, 2.0])[:, None, None]
-    expected = (ref_image - mean) / std
-    torch.testing.assert_close(out_image, expected)
+    # nearest: each label becomes a 2x2 block, 255 included
+    assert out_mask.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255], [2, 2, 255, 255]]
+    # bilinear 2 -> 4, align_corners=False: output centres at input -0.25, 0.25, 0.75, 1.25 (clamped),
+    # so along each axis out = W x with rows of W: (1, 0), (3/4, 1/4), (1/4, 3/4), (0, 1)
+    weights = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])  # (4, 2)
+    channel0 = weights @ image[0] @ weights.T  # (4, 4)
+    torch.testing.assert_close(channel0[1], torch.tensor([0.2, 0.3, 0.5, 0.6]))  # a row worked by hand
+    torch.testing.assert_close(out_image[0], (channel0 - 0.1) / 0.5)
+    torch.testing.assert_close(out_image[1], torch.full((4, 4), (1.0 - 0.2) / 0.25))
+    torch.testing.assert_close(out_image[2, :, 0], (torch.tensor([0.2, 0.3, 0.5, 0.6]) - 0.3) / 2.0)
 
 
 def test_normalize_formula_and_denormalize_inverse():
@@ -111,15 +117,17 @@ def test_normalize_formula_and_denormalize_inverse():
     torch.testing.assert_close(denormalize(out, (0.5, 0.5, 0.5), (0.5, 0.25, 0.3)), image)
 
 
-def test_channel_stats_match_pooled_mean_and_population_std():
-    g = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 5, 7, generator=g) * s for s in (1.0, 0.5, 2.0)] + [torch.rand(3, 4, 4, generator=g)]
-    mean, std = channel_stats(images)
-    pooled = torch.cat([im.flatten(1) for im in images], dim=1).double()  # (3, all pixels)
-    torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), pooled.mean(1))
-    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), pooled.std(1, correction=0))
+def test_channel_stats_pool_all_pixels_by_hand():
+    first = torch.tensor([[[0.0, 1.0]], [[2.0, 2.0]]])  # (2, 1, 2)
+    second = torch.tensor([[[2.0], [5.0]], [[4.0], [4.0]]])  # (2, 2, 1): a different size
+    mean, std = channel_stats([first, second])
+    # channel 0 pixels 0, 1, 2, 5: mean 2, E[x^2] = 30 / 4, std = sqrt(7.5 - 4) = sqrt(3.5)
+    # channel 1 pixels 2, 2, 4, 4: mean 3, std 1
+    assert mean == pytest.approx((2.0, 3.0)) and std == pytest.approx((3.5**0.5, 1.0))
     _, constant_std = channel_stats([torch.full((3, 2, 2), 0.3)])
-    assert constant_std == (1.0, 1.0, 1.0)
+    assert constant_std == (1.0, 1.0, 1.0)  # a constant channel is only centred
+    with pytest.raises(ValueError, match="at least one image"):
+        channel_stats([])
 
 
 def test_image_to_tensor_scales_to_unit_range():
@@ -145,3 +153,35 @@ def test_bad_arguments_raise_clear_errors():
         PairedTransform(0, mean=(0.5,) * 3, std=(0.5,) * 3)
     with pytest.raises(ValueError, match="max_scale"):
         PairedTransform(32, mean=(0.5,) * 3, std=(0.5,) * 3, max_scale=0.5)
+    with pytest.raises(ValueError, match="mean and std must have 3 entries"):
+        denormalize(image, (0.5,), (0.25,))  # one value is not silently broadcast over 3 channels
+    with pytest.raises(ValueError, match=r"image must be a float tensor of shape \(C, H, W\) or \(B, C, H, W\)"):
+        normalize(image[0], (0.5,), (1.0,))
+    with pytest.raises(ValueError, match=r"image must be a float tensor of shape \(C, H, W\), got torch.int64"):
+        resize_image(mask[None], 8)
+    with pytest.raises(ValueError, match="image must be a uint8 array"):
+        image_to_tensor(np.zeros((2, 2, 3), np.float32))
+
+
+@pytest.mark.parametrize("size, expected", [(5, (5, 5)), ((3, 7), (3, 7)), ([4, 2], (4, 2)), (np.int64(6), (6, 6))])
+def test_as_size_accepts_an_int_or_a_pair(size, expected):
+    assert as_size(size) == expected
+
+
+@pytest.mark.parametrize("size", [0, -3, (3, 0), (1, 2, 3), 2.5, (2.0, 3.0), "64", True, None])
+def test_as_size_names_the_argument(size):
+    with pytest.raises(ValueError, match=r"crop must be a positive int or a \(height, width\) pair"):
+        as_size(size, "crop")
+
+
+def test_resize_image_keeps_an_image_of_the_target_size_and_antialiases_when_shrinking():
+    image = torch.arange(16.0).reshape(1, 4, 4)
+    assert resize_image(image, (4, 4)) is image
+    # Antialiased 2x shrink: a triangle filter stretched 2x, centred on each output pixel.
+    # Output 0's centre lies at input 1.0 (pixel i covers [i, i + 1]): pixels 0, 1, 2 get
+    # weights 1 - |i + 0.5 - 1| / 2 = 3/4, 3/4, 1/4, normalised to 3/7, 3/7, 1/7; output 1 by
+    # symmetry takes pixels 1, 2, 3 with 1/7, 3/7, 3/7. Along one axis values 0, 1, 2, 3 give
+    # 5/7 and 16/7; image[r, c] = 4 r + c gives out = 4 a_r + a_c. (Without antialiasing
+    # the result would be the 2x2 block means 2.5, 4.5, 10.5, 12.5.)
+    expected = torch.tensor([[[4 * 5 + 5, 4 * 5 + 16], [4 * 16 + 5, 4 * 16 + 16]]]) / 7
+    torch.testing.assert_close(resize_image(image, 2), expected)

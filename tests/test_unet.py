@@ -136,6 +136,7 @@ def test_up_rejects_a_mismatched_skip() -> None:
 
 def test_bad_input_raises_value_error_naming_input_and_divisor() -> None:
     model = UNet(3, 2, base_channels=4, depth=3)
+    assert model.size_divisor == 8 and UNet(3, 2, base_channels=4, depth=1).size_divisor == 2  # 2**depth
     with pytest.raises(ValueError, match=r"images.*divisible by 2\*\*depth = 8.*\(1, 3, 12, 16\)"):
         model(torch.randn(1, 3, 12, 16))
     with pytest.raises(ValueError, match=r"images.*divisible by 2\*\*depth = 8.*\(1, 3, 16, 20\)"):

@@ -6,11 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
-from segan_lib.data.ade20k import ADE20K_CLASSES, ADE20KSegmentation, ade20k_labels
-from segan_lib.data.cityscapes import (
-    CITYSCAPES_CLASSES, LABEL_ID_TO_TRAIN_ID, CityscapesSegmentation, label_ids_to_train_ids,
+from segan_lib.data.ade20k import (
+    ADE20K_CLASSES, ADE20KSegmentation, ade20k_labels, ade20k_pairs, find_ade20k_root,
 )
-from segan_lib.data.voc import VOC_CLASSES, VOCSegmentation, voc_colormap
+from segan_lib.data.cityscapes import (
+    CITYSCAPES_CLASSES, CITYSCAPES_LABELS, LABEL_ID_TO_TRAIN_ID, CityscapesLabel, CityscapesSegmentation,
+    cityscapes_pairs,
+    label_ids_to_train_ids,
+)
+from segan_lib.data.voc import VOC_CLASSES, VOCSegmentation, find_voc_root, voc_colormap, voc_pairs
 
 SHAPE = (12, 16)
 
@@ -90,11 +94,15 @@ def test_voc_bad_data(tmp_path):
 
 # ---------------------------------------------------------------- Cityscapes
 def test_cityscapes_official_label_to_train_id_entries():
-    assert LABEL_ID_TO_TRAIN_ID[7] == 0 and LABEL_ID_TO_TRAIN_ID[8] == 1  # road, sidewalk
-    assert LABEL_ID_TO_TRAIN_ID[26] == 13 and LABEL_ID_TO_TRAIN_ID[33] == 18  # car, bicycle
-    assert LABEL_ID_TO_TRAIN_ID[0] == 255 and LABEL_ID_TO_TRAIN_ID[9] == 255  # unlabeled, parking
-    assert sorted(v for v in LABEL_ID_TO_TRAIN_ID.values() if v != 255) == list(range(19))
-    assert len(CITYSCAPES_CLASSES) == 19 and CITYSCAPES_CLASSES[13] == "car" and CITYSCAPES_CLASSES[10] == "sky"
+    # cityscapesscripts/helpers/labels.py: the label ids of train ids 0..18, in order; every
+    # other id 0..33 (void, parking, rail track, guard rail, bridge, tunnel, polegroup,
+    # caravan, trailer, ...) has trainId 255.
+    train_label_ids = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+    expected = {label_id: 255 for label_id in range(34)} | {i: t for t, i in enumerate(train_label_ids)}
+    assert LABEL_ID_TO_TRAIN_ID == expected
+    assert CITYSCAPES_CLASSES == (
+        "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+        "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
     mapped = label_ids_to_train_ids(np.array([[7, 8, 26, 0], [23, 31, 4, 29]], dtype=np.uint8))
     assert mapped.tolist() == [[0, 1, 13, 255], [10, 16, 255, 255]]
 
@@ -169,3 +177,77 @@ def test_ade20k_bad_data(tmp_path):
     (tmp_path / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"mask missing for image .*ADE_val_00000001\.jpg"):
         ADE20KSegmentation(tmp_path, "val")
+
+
+# ---------------------------------------------------------------- layouts and arguments
+def test_voc_root_may_be_the_voc2012_folder_or_a_parent(tmp_path):
+    voc = make_voc(tmp_path)
+    for root in (tmp_path, tmp_path / "VOCdevkit", voc):
+        assert find_voc_root(root) == voc
+    pairs = voc_pairs(voc, "train")
+    assert [(i.name, m.name) for i, m in pairs][0] == ("2007_000032.jpg", "2007_000032.png")
+    assert [m.parent.name for _, m in pairs] == ["SegmentationClass"] * 3
+    (voc / "JPEGImages" / "2007_000039.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"image .*2007_000039\.jpg listed in .*train\.txt is missing"):
+        voc_pairs(voc, "train")
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val', 'trainval'\), got 'test'"):
+        VOCSegmentation(voc, "test")
+
+
+def test_cityscapes_layout_errors_name_the_folder(tmp_path):
+    make_cityscapes(tmp_path)
+    assert [m.name for _, m in cityscapes_pairs(tmp_path, "val")] == ["lindau_000000_000019_gtFine_labelIds.png"]
+    with pytest.raises(FileNotFoundError, match=r"split folder .*leftImg8bit/test is missing"):
+        cityscapes_pairs(tmp_path, "test")
+    (tmp_path / "leftImg8bit" / "empty" / "city").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no \*_leftImg8bit\.png images in .*empty"):
+        cityscapes_pairs(tmp_path, "empty")
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val'\), got 'test'"):
+        CityscapesSegmentation(tmp_path, "test")
+
+
+def test_cityscapes_masks_must_be_single_channel_label_ids(tmp_path):
+    with pytest.raises(ValueError, match=r"mask c\.png must be a single-channel labelIds image, got shape \(2, 2, 3\)"):
+        label_ids_to_train_ids(np.zeros((2, 2, 3), np.uint8), "c.png")
+    with pytest.raises(ValueError, match=r"mask w\.png holds label ids outside .*0\.\.33: min 0, max 300"):
+        label_ids_to_train_ids(np.array([[0, 300]], np.uint16), "w.png")
+    road = CITYSCAPES_LABELS[7]
+    assert isinstance(road, CityscapesLabel) and (road.name, road.label_id, road.train_id) == ("road", 7, 0)
+    assert [label.label_id for label in CITYSCAPES_LABELS] == list(range(34))
+
+
+def test_ade20k_layout_errors_and_a_bad_label_in_a_file(tmp_path):
+    make_ade(tmp_path)
+    base = tmp_path / "ADEChallengeData2016"
+    assert find_ade20k_root(tmp_path) == base and find_ade20k_root(base) == base
+    assert [i.name for i, _ in ade20k_pairs(base, "val")] == ["ADE_val_00000001.jpg"]
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val'\), got 'training'"):
+        ADE20KSegmentation(tmp_path, "training")
+    with pytest.raises(ValueError, match=r"mask a\.png must be a single-channel annotation PNG"):
+        ade20k_labels(np.zeros((2, 2, 3), np.uint8), "a.png")
+    bad = np.ones(SHAPE, np.uint8)
+    bad[3, 4] = 200
+    save_index(base / "annotations" / "training" / "ADE_train_00000002.png", bad)
+    data = ADE20KSegmentation(tmp_path, "train", size=SHAPE)
+    with pytest.raises(ValueError, match=r"ADE_train_00000002\.png holds values \[200\] outside 0\.\.150"):
+        data[1]
+    for image in (base / "images" / "validation").iterdir():
+        image.unlink()
+    with pytest.raises(FileNotFoundError, match=r"no \.jpg images in .*validation"):
+        ade20k_pairs(base, "val")
+
+
+@pytest.mark.parametrize("name, make, classes", [("voc", make_voc, 21), ("cityscapes", make_cityscapes, 19),
+                                                 ("ade20k", make_ade, 150)])
+def test_segan_train_dataset_root_on_each_layout(tmp_path, capsys, name, make, classes):
+    from segan_lib import cli
+    from segan_lib.train import load_checkpoint
+
+    make(tmp_path / "data")
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", name, "--root", str(tmp_path / "data"), "--size", "16", "--base-channels", "4",
+            "--depth", "2", "--batch-size", "2", "--epochs", "1", "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "validation mean Dice" in capsys.readouterr().out
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["meta"]["model"]["n_classes"] == classes and saved["meta"]["dataset"]["name"] == name

@@ -8,6 +8,8 @@ from matplotlib.figure import Figure
 from segan_lib.viz.losses import LossExplorerParams
 from segan_lib.widgets import (
     LOSS_EXPLORER_SLIDERS,
+    LossExplorer,
+    SliderSpec,
     figure_png,
     loss_explorer,
     params_from_slider_values,
@@ -20,6 +22,7 @@ DESCRIPTIONS = ["gamma", "alpha", "smooth", "fg fraction", "p(true)"]
 
 def test_slider_descriptions_and_defaults_within_range():
     assert [spec.description for spec in LOSS_EXPLORER_SLIDERS.values()] == DESCRIPTIONS
+    assert LOSS_EXPLORER_SLIDERS["gamma"] == SliderSpec("gamma", 0.0, 5.0, 0.25)
     defaults = LossExplorerParams()
     for field, spec in LOSS_EXPLORER_SLIDERS.items():
         assert spec.min <= getattr(defaults, field) <= spec.max
@@ -66,7 +69,7 @@ def test_figure_png_renders_a_pyplot_free_figure():
 def test_explorer_sliders_redraw_the_image():
     explorer = loss_explorer()
     try:
-        assert isinstance(explorer, widgets.Widget)
+        assert isinstance(explorer, LossExplorer) and isinstance(explorer, widgets.VBox)
         sliders = explorer.sliders
         assert [s.description for s in sliders.values()] == DESCRIPTIONS
         assert all(isinstance(s, widgets.FloatSlider) for s in sliders.values())
@@ -80,6 +83,19 @@ def test_explorer_sliders_redraw_the_image():
         assert after == update_loss_explorer(Figure(figsize=(10, 3.8)), explorer.params)
         explorer.set_params(LossExplorerParams(fg_fraction=0.3, p_true=0.2))
         assert explorer.params == LossExplorerParams(fg_fraction=0.3, p_true=0.2)
+    finally:
+        explorer.close()
+
+
+def test_explorer_starts_from_the_given_params_with_each_slider_range():
+    params = LossExplorerParams(gamma=0.5, alpha=0.75, smooth=3.0, fg_fraction=0.05, p_true=0.25)
+    explorer = LossExplorer(params)
+    try:
+        assert explorer.params == params
+        for field, slider in explorer.sliders.items():
+            spec = LOSS_EXPLORER_SLIDERS[field]
+            assert (slider.min, slider.max, slider.step) == (spec.min, spec.max, spec.step)
+        assert bytes(explorer.image.value).startswith(PNG_MAGIC)
     finally:
         explorer.close()
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segan_lib.data.folders import IGNORE_INDEX, PairedSegmentationDataset, missing_root_error
+from segan_lib.data.files import IGNORE_INDEX, missing_root_error
+from segan_lib.data.paired import PairedSegmentationDataset
 
 # Short names of objectInfo150 (CSAILVision/sceneparsing), in label order 1..150.
 ADE20K_CLASSES: tuple[str, ...] = (

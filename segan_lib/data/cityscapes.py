@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from segan_lib.data.folders import IGNORE_INDEX, PairedSegmentationDataset, missing_root_error
+from segan_lib.data.files import IGNORE_INDEX, missing_root_error
+from segan_lib.data.paired import PairedSegmentationDataset
 
 
 class CityscapesLabel(NamedTuple):

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from segan_lib._checks import check_positive
-from segan_lib.data.voc import voc_colormap
+from segan_lib.data.palette import voc_colormap
 
 SAMPLE_COMMAND = "segan data export --out data/sample --n 32 --size 64 --seed 0"
 EXPORT_SCALE = 40.0  # grey levels per standard deviation in the exported 8-bit images
@@ -50,12 +50,18 @@ def image_to_uint8(image: torch.Tensor) -> np.ndarray:
     ``x`` in about ``[-3.2, 3.2]`` standard deviations, and sample ``i`` is written the same
     whatever ``n`` is exported.
     """
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        described = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a float tensor of shape (3, H, W), got {described}")
     scaled = (image.float() * EXPORT_SCALE + 127.5).round().clamp(0, 255)
     return scaled.to(torch.uint8).permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
 
 
 def mask_to_png(mask: torch.Tensor) -> Image.Image:
     """Mask ``(H, W)`` int64 with values 0..254 or 255 -> 'P' PNG whose indices are the labels."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.dtype != torch.int64 or mask.numel() == 0:
+        described = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a non-empty int64 tensor of shape (H, W), got {described}")
     if mask.min() < 0 or mask.max() > 255:
         raise ValueError(f"mask values must be in 0..255 to fit an index PNG, "
                          f"got {int(mask.min())}..{int(mask.max())}")
@@ -75,8 +81,10 @@ def export_synthshapes(
     """
     from segan_lib.data.synthetic import SynthShapes
 
-    check_positive("n", n)
-    check_positive("size", size)
+    for name, value in (("n", n), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive(name, value)
     out = Path(out_dir)
     names = [f"{i:04d}.png" for i in range(n)]
     for sub in ("images", "masks"):

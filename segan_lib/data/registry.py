@@ -2,7 +2,8 @@
 
 ``build_dataset(name, root, split, ...)`` with ``name`` in :data:`DATASET_NAMES`:
 
-* ``synth``: ``synthetic.SynthShapes``, generated in memory; ``num_classes`` classes (2 if ``binary``).
+* ``synth``: ``synthetic.SynthShapes``, generated in memory; ``num_classes`` classes (default 4;
+  2 if ``binary``).
 * ``folders``: :class:`~segan_lib.data.folders.FolderDataset`, ROOT/images + ROOT/masks.
 * ``voc``: :class:`~segan_lib.data.voc.VOCSegmentation`, 21 classes, ROOT = VOCdevkit/VOC2012.
 * ``cityscapes``: :class:`~segan_lib.data.cityscapes.CityscapesSegmentation`, 19 classes.
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from segan_lib.data.folders import README_HINT
+from segan_lib.data.files import README_HINT
 
 DATASET_NAMES: tuple[str, ...] = ("synth", "folders", "voc", "cityscapes", "ade20k")
 SPLITS: tuple[str, ...] = ("train", "val")
 SYNTH_TRAIN_N = 1000  # SynthShapes pairs in the train split when n is None
+SYNTH_NUM_CLASSES = 4  # SynthShapes classes (background + 3 shapes) when num_classes is None
 
 
 def synth_split_size(n: int | None, split: str) -> int:
@@ -42,13 +44,15 @@ def file_split_cap(n: int | None, split: str) -> int | None:
 
 def build_dataset(
     name: str, root: str | Path | None, split: str, *, size: int = 128, seed: int = 0, n: int | None = None,
-    binary: bool = False, num_classes: int = 4, augment: bool | None = None,
+    binary: bool = False, num_classes: int | None = None, augment: bool | None = None,
 ) -> Dataset:
     """The ``split`` ("train" or "val") of dataset ``name``, images resized to ``size x size``.
 
     * ``synth``: ``SynthShapes`` with seed ``seed`` (train) or ``seed + 1`` (val), sizes from
-      :func:`synth_split_size`; ``root`` and ``augment`` are not used.
-    * ``folders``: ``binary`` (0/1 or 0/255 masks, 2 classes) or ``num_classes`` index masks.
+      :func:`synth_split_size`, ``num_classes`` classes (None: 4); ``root`` and ``augment``
+      are not used.
+    * ``folders``: ``binary`` (0/1 or 0/255 masks, 2 classes; ``num_classes`` not used) or
+      ``num_classes`` index masks (None: as many as ``ROOT/classes.txt`` names).
     * ``voc``, ``cityscapes``, ``ade20k``: fixed classes; ``num_classes`` is not used and
       ``binary=True`` is an error.
 
@@ -65,7 +69,8 @@ def build_dataset(
     if name == "synth":
         from segan_lib.data.synthetic import SynthShapes
 
-        return SynthShapes(synth_split_size(n, split), size=size, num_classes=num_classes, binary=binary,
+        return SynthShapes(synth_split_size(n, split), size=size, binary=binary,
+                           num_classes=SYNTH_NUM_CLASSES if num_classes is None else num_classes,
                            seed=seed if split == "train" else seed + 1)
     if root is None:
         raise ValueError(f"root is required for dataset {name!r} (the folder you unpacked it into), "
@@ -74,6 +79,7 @@ def build_dataset(
     if name == "folders":
         from segan_lib.data.folders import FolderDataset
 
+        # binary fixes 2 classes; a num_classes given along (the CLI's default) is not used
         return FolderDataset(root, split, num_classes=None if binary else num_classes, binary=binary, **common)
     if binary:
         raise ValueError(f"binary=True is only for 'synth' and 'folders'; {name!r} has fixed multi-class labels")

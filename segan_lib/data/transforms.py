@@ -10,8 +10,6 @@ Every geometric step here moves both by exactly the same map:
 * :func:`random_crop_pair` and :func:`hflip_pair`: exact copies of pixels, no resampling.
 * :func:`normalize`: ``(x - mean_c) / std_c`` per channel on the image only, with
   statistics from :func:`channel_stats` over the training split.
-* :func:`decode_colour_mask`: colour-coded masks ``(H, W, 3)`` to class indices ``(H, W)``
-  through a palette (for user masks saved as RGB).
 
 :class:`PairedTransform` chains them: training (``augment=True``) resizes to
 ``s * size`` with ``s ~ U[1, max_scale]``, takes a random ``size`` crop, flips
@@ -21,22 +19,33 @@ pure function of that generator's seed (the datasets seed it from ``(seed, epoch
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+# Re-exported: colour-mask decoding used to live here; it is in segan_lib.data.palette now.
+from segan_lib.data.palette import Palette, decode_colour_mask  # noqa: F401
+
 Size = tuple[int, int]
-Palette = Sequence[Sequence[int]] | Mapping[tuple[int, int, int], int]
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def as_size(size: int | Sequence[int], name: str = "size") -> Size:
-    """``128 -> (128, 128)``; ``(h, w)`` is kept. Raises ``ValueError`` for non-positive sizes."""
-    pair = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+    """``128 -> (128, 128)``; ``(h, w)`` is kept. Anything else (non-positive, float, three
+    numbers, a string) raises ``ValueError`` naming ``name``."""
+    if _is_int(size):
+        pair: tuple = (int(size), int(size))
+    elif isinstance(size, Sequence) and not isinstance(size, str) and all(_is_int(s) for s in size):
+        pair = tuple(int(s) for s in size)
+    else:
+        pair = ()
     if len(pair) != 2 or min(pair) <= 0:
-        raise ValueError(f"{name} must be a positive int or a (height, width) pair, got {size!r}")
+        raise ValueError(f"{name} must be a positive int or a (height, width) pair of positive ints, got {size!r}")
     return pair  # type: ignore[return-value]
 
 
@@ -75,6 +84,9 @@ def resize_pair(
 
 def resize_image(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     """Bilinear resize of ``(C, H, W)`` to ``size`` (``align_corners=False``; antialiased when shrinking)."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or not image.is_floating_point():
+        described = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a float tensor of shape (C, H, W), got {described}")
     h, w = as_size(size)
     if image.shape[1:] == (h, w):
         return image
@@ -106,23 +118,41 @@ def hflip_pair(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, t
     return image.flip(-1), mask.flip(-1)
 
 
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``(x - mean_c) / std_c`` for each channel ``c`` of ``image (C, H, W)`` (or ``(B, C, H, W)``)."""
+def _channel_vectors(
+    image: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as ``(C, 1, 1)`` tensors for ``image (C, H, W)`` or ``(B, C, H, W)``;
+    one entry per channel or a ``ValueError`` (never a silent broadcast of one value)."""
+    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or not image.is_floating_point():
+        described = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a float tensor of shape (C, H, W) or (B, C, H, W), got {described}")
     mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device)
     std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device)
     channels = image.shape[-3]
     if mean_t.shape != (channels,) or std_t.shape != (channels,):
         raise ValueError(f"mean and std must have {channels} entries (one per channel), "
                          f"got {list(mean)} and {list(std)}")
+    return mean_t[:, None, None], std_t[:, None, None]  # (C,) -> (C, 1, 1)
+
+
+def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean_c) / std_c`` for each channel ``c`` of ``image (C, H, W)`` (or ``(B, C, H, W)``).
+
+    ``mean`` and ``std`` need one entry per channel; every ``std_c`` must be > 0.
+    """
+    mean_t, std_t = _channel_vectors(image, mean, std)
     if bool((std_t <= 0).any()):
         raise ValueError(f"std must be > 0 for every channel, got {list(std)}")
-    return (image - mean_t[:, None, None]) / std_t[:, None, None]  # (C,) -> (C, 1, 1)
+    return (image - mean_t) / std_t
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Inverse of :func:`normalize`: ``x * std_c + mean_c``, clamped to ``[0, 1]`` for display."""
-    mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device)[:, None, None]
-    std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device)[:, None, None]
+    """Inverse of :func:`normalize`: ``x * std_c + mean_c``, clamped to ``[0, 1]`` for display.
+
+    ``image (C, H, W)`` or ``(B, C, H, W)``, channels first (for ``imshow``'s channels-last
+    arrays use :func:`segan_lib.viz.segmentation.denormalize`).
+    """
+    mean_t, std_t = _channel_vectors(image, mean, std)
     return (image * std_t + mean_t).clamp(0.0, 1.0)
 
 
@@ -146,39 +176,6 @@ def channel_stats(images: Iterable[torch.Tensor]) -> tuple[tuple[float, ...], tu
     std = (sq_total / count - mean.square()).clamp_min(0).sqrt()
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
     return tuple(mean.tolist()), tuple(std.tolist())
-
-
-def _palette_table(palette: Palette) -> dict[int, int]:
-    """``{r << 16 | g << 8 | b: class}`` from a colour list (class i = palette[i]) or a colour -> class map."""
-    items = palette.items() if isinstance(palette, Mapping) else enumerate(palette)
-    table: dict[int, int] = {}
-    for a, b in items:
-        colour, cls = (a, b) if isinstance(palette, Mapping) else (b, a)
-        rgb = tuple(int(c) for c in colour)
-        if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-            raise ValueError(f"palette colours must be (r, g, b) with 0 <= c <= 255, got {colour!r}")
-        code = rgb[0] << 16 | rgb[1] << 8 | rgb[2]
-        if code in table and table[code] != int(cls):
-            raise ValueError(f"palette gives colour {rgb} two classes: {table[code]} and {cls}")
-        table[code] = int(cls)
-    return table
-
-
-def decode_colour_mask(rgb: np.ndarray, palette: Palette, path: Path | str = "<array>") -> np.ndarray:
-    """Colour mask ``(H, W, 3)`` uint8 -> class indices ``(H, W)`` int64 through ``palette``.
-
-    ``palette`` is a sequence of ``(r, g, b)`` (colour ``i`` is class ``i``) or a mapping
-    ``(r, g, b) -> class`` (map a colour to 255 to ignore it). A colour not in the palette is
-    an error naming the file and the colours.
-    """
-    table = _palette_table(palette)
-    codes = rgb[..., 0].astype(np.int64) << 16 | rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2]
-    colours, inverse = np.unique(codes, return_inverse=True)
-    unknown = [(int(c) >> 16, int(c) >> 8 & 255, int(c) & 255) for c in colours if int(c) not in table]
-    if unknown:
-        raise ValueError(f"mask {path} holds colours not in the palette: {unknown[:6]}")
-    lookup = np.array([table[int(c)] for c in colours], dtype=np.int64)
-    return lookup[inverse].reshape(rgb.shape[:2])
 
 
 class PairedTransform:

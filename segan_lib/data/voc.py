@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from segan_lib.data.folders import IGNORE_INDEX, PairedSegmentationDataset, missing_root_error
-from segan_lib.data.transforms import decode_colour_mask
+from segan_lib.data.files import IGNORE_INDEX, missing_root_error
+from segan_lib.data.paired import PairedSegmentationDataset
+from segan_lib.data.palette import decode_colour_mask, voc_colormap  # voc_colormap re-exported here
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -28,20 +29,6 @@ VOC_CLASSES: tuple[str, ...] = (
 VOC_LAYOUT = ("VOCdevkit/VOC2012/JPEGImages/<id>.jpg, VOCdevkit/VOC2012/SegmentationClass/<id>.png and "
               "VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt")
 VOC_SPLITS = ("train", "val", "trainval")
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The VOC devkit colour map ``(n, 3)`` uint8: bits 0/1/2 of the index, three at a time,
-    fill r/g/b from the most significant bit down (1 -> (128, 0, 0), 255 -> (224, 224, 192))."""
-    colours = np.zeros((n, 3), dtype=np.uint8)
-    for index in range(n):
-        value, rgb = index, [0, 0, 0]
-        for bit in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << bit
-            value >>= 3
-        colours[index] = rgb
-    return colours
 
 
 def find_voc_root(root: str | Path) -> Path:

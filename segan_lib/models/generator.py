@@ -94,6 +94,8 @@ class MaskGenerator(nn.Module):
         z = check_tensor("z", z)
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (B, {self.z_dim}), got a tensor of shape {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise ValueError(f"z must be a floating-point tensor of noise, got dtype {z.dtype}")
         h = self.project(z)  # (B, c_0 * s_0 * s_0)
         h = h.view(-1, self.widths[0], self.start_size, self.start_size)  # (B, c_0, s_0, s_0)
         h = self.project_norm(h)  # batch norm per channel, as in every later block
@@ -132,7 +134,8 @@ class MaskDiscriminator(nn.Module):
         self.widths = _check_widths(widths)
         self.size, self.in_channels = size, in_channels
         end_size = _start_size(size, len(self.widths), "discriminator")
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, self.widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, self.widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         for a, b in zip(self.widths[:-1], self.widths[1:]):
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, inplace=True)]
         self.features = nn.Sequential(*layers)
@@ -143,7 +146,8 @@ class MaskDiscriminator(nn.Module):
         masks = check_image("masks", masks, channels=self.in_channels)
         if masks.shape[2:] != (self.size, self.size):
             raise ValueError(
-                f"masks must be {self.size}x{self.size} for this discriminator, got a tensor of shape {tuple(masks.shape)}"
+                f"masks must be {self.size}x{self.size} for this discriminator, "
+                f"got a tensor of shape {tuple(masks.shape)}"
             )
         h = self.features(masks)  # (B, c_{L-1}, k, k)
         return self.to_logit(h).flatten()  # (B, 1, 1, 1) -> (B,)

@@ -134,6 +134,8 @@ def draw_losses(ax: Axes, history: Mapping[str, Sequence[float]], *, keys: Seque
     for key in keys:
         if key not in history:
             raise ValueError(f"history has no {key!r}; it has {sorted(history)}")
+        if len(history[key]) != len(steps):
+            raise ValueError(f"history[{key!r}] has {len(history[key])} values but history['step'] has {len(steps)}")
         ax.plot(steps, np.asarray(history[key], dtype=float), label=LOSS_LABELS.get(key, key))
     if upto_step is not None:
         ax.axvline(upto_step, color="k", lw=1, ls="--")
@@ -162,7 +164,11 @@ def plot_gan_losses(history: Mapping[str, Sequence[float]], *, keys: Sequence[st
 
 
 def snapshots_history(snapshots: Sequence[Mapping]) -> dict[str, list[float]]:
-    """The losses recorded in ``snapshots`` as a history: ``{"step": [...], "loss_d": [...], ...}``."""
+    """The losses recorded in ``snapshots`` as a history: ``{"step": [...], "loss_d": [...], ...}``.
+
+    The keys are those of the first snapshot's ``"logs"``; a later snapshot without one gets NaN.
+    No snapshots give ``{"step": []}``.
+    """
     history: dict[str, list[float]] = {"step": [float(s["step"]) for s in snapshots]}
     for key in snapshots[0]["logs"] if snapshots else ():
         history[key] = [float(s["logs"].get(key, math.nan)) for s in snapshots]

@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from segan_lib._checks import check_positive
 from segan_lib.losses import cross_entropy, dice_ce_loss, focal_loss, soft_dice_loss
 
-EXPLORER_PIXELS = 100  # N: the explorer's image is 10 x 10 pixels
+EXPLORER_PIXELS = 100  # N: the explorer's image is a strip of 1 x 100 pixels
 LOSS_LABELS = {"ce": "cross-entropy", "focal": "focal", "dice": "soft Dice", "dice_ce": "Dice + CE"}
 LOSS_COLOURS = {"ce": "tab:blue", "focal": "tab:orange", "dice": "tab:green", "dice_ce": "tab:red"}
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from segan_lib._checks import check_positive
+from segan_lib.data.palette import voc_colormap
 from segan_lib.metrics import logits_to_pred
 
 IGNORE_INDEX = 255
@@ -25,21 +26,14 @@ IGNORE_RGB = (0.6, 0.6, 0.6)  # 153/255: VOC colours are sums of 128, 64, 32, so
 
 
 def voc_palette(num_colors: int = 255) -> np.ndarray:
-    """The PASCAL VOC colour map, ``(num_colors, 3)`` float32 in [0, 1].
+    """The PASCAL VOC colour map, ``(num_colors, 3)`` float32 in [0, 1], ``num_colors <= 256``.
 
-    Bits 0, 3, 6 of the class index go to bits 7, 6, 5 of red; bits 1, 4, 7 to green;
-    bits 2, 5 to blue. Class 1 = (128, 0, 0) / 255, class 15 ("person") = (192, 128, 128) / 255.
+    :func:`segan_lib.data.palette.voc_colormap` divided by 255: bits 0, 3, 6 of the class
+    index go to bits 7, 6, 5 of red; bits 1, 4, 7 to green; bits 2, 5 to blue. Class 1 =
+    (128, 0, 0) / 255, class 15 ("person") = (192, 128, 128) / 255.
     """
     check_positive("num_colors", num_colors)
-    palette = np.zeros((num_colors, 3), dtype=np.int64)
-    for index in range(num_colors):
-        label, shift = index, 7
-        while label:
-            for channel in range(3):
-                palette[index, channel] |= ((label >> channel) & 1) << shift
-            label >>= 3
-            shift -= 1
-    return (palette / 255.0).astype(np.float32)
+    return (voc_colormap(num_colors) / 255.0).astype(np.float32)
 
 
 PALETTE = voc_palette(255)  # (255, 3): colours of classes 0..254
