@@ -1,9 +1,10 @@
 """Quick and full mode for the notebooks.
 
 ``mode()`` is ``"full"`` when CUDA is available and ``SEGAN_QUICK`` is unset, else
-``"quick"``. Notebooks show both values of each hyper-parameter in a visible cell::
+``"quick"``. A notebook starts with :func:`setup` and shows both values of each
+hyper-parameter in a visible cell::
 
-    MODE = course.mode()
+    MODE = course.setup(seed=0)
     EPOCHS = {"quick": 2, "full": 40}[MODE]
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import torch
 
 QUICK_ENV = "SEGAN_QUICK"
+QUICK_THREADS = 1  # PyTorch CPU threads in quick mode (the lessons' numbers were measured so)
 
 
 def mode() -> str:
@@ -27,11 +29,33 @@ def device() -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) so a re-run gives the same numbers."""
+    """Seed Python, NumPy and PyTorch (all devices) so a re-run gives the same numbers.
+
+    NumPy takes ``seed % 2**32`` (its seeds are 32-bit); Python and PyTorch take ``seed``.
+    """
     import random
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
 
     import numpy as np
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def setup(seed: int = 0) -> str:
+    """Start a lesson: pick the mode, use ``QUICK_THREADS`` CPU thread(s) in quick mode, seed
+    every RNG with ``seed``; returns the mode (``"quick"`` or ``"full"``).
+
+    Quick mode runs on one PyTorch thread because the numbers quoted in the lessons were
+    measured that way (the thread count changes the order of floating-point sums, so the
+    results), and because the small quick-mode models gain little from more threads while
+    several threads per process slow each other down many times over on a shared CPU.
+    """
+    chosen = mode()
+    if chosen == "quick":
+        torch.set_num_threads(QUICK_THREADS)
+    seed_everything(seed)
+    return chosen

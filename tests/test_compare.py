@@ -11,6 +11,8 @@ from segan_lib.train.compare import (
     best_loss,
     compare_pixel_losses,
     format_comparison_table,
+    mean_over_seeds,
+    per_seed,
 )
 
 TINY = dict(size=16, num_classes=3, n_train=8, n_eval=4, base_channels=4, depth=1, lr=1e-2,
@@ -98,3 +100,23 @@ def test_best_loss_reads_the_numbers():
     assert best_loss(ROWS[2:], "mean_dice")["loss"] == "Dice"  # all NaN: the first row
     with pytest.raises(ValueError, match="key must be one of"):
         best_loss(ROWS, "accuracy")
+
+
+def test_mean_over_seeds_and_per_seed_by_hand():
+    runs = {
+        0: [{"loss": "CE", "mean_dice": 0.5, "dice/disc": 0.25}, {"loss": "Dice", "mean_dice": 0.7, "dice/disc": math.nan}],
+        3: [{"loss": "CE", "mean_dice": 0.9, "dice/disc": 0.75}, {"loss": "Dice", "mean_dice": 0.6, "dice/disc": 0.5}],
+    }
+    mean = mean_over_seeds(runs)
+    assert [row["loss"] for row in mean] == ["CE", "Dice"]
+    assert mean[0]["mean_dice"] == pytest.approx(0.7) and mean[0]["dice/disc"] == pytest.approx(0.5)
+    assert mean[1]["mean_dice"] == pytest.approx(0.65) and math.isnan(mean[1]["dice/disc"])  # NaN stays NaN
+    assert per_seed(runs, "CE") == [0.5, 0.9] and per_seed(runs, "Dice", "dice/disc")[1] == 0.5
+    with pytest.raises(ValueError, match="same losses in the same order"):
+        mean_over_seeds({0: runs[0], 1: runs[3][::-1]})
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        mean_over_seeds({})
+    with pytest.raises(ValueError, match="label must be one of"):
+        per_seed(runs, "focal")
+    with pytest.raises(ValueError, match="key must be one of"):
+        per_seed(runs, "CE", "iou/disc")

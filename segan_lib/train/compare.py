@@ -150,3 +150,46 @@ def best_loss(rows: Sequence[Mapping[str, float | str]], key: str = "mean_dice")
         value = float(row[key])
         return -math.inf if math.isnan(value) else value
     return max(rows, key=score)
+
+
+def _check_runs(runs: Mapping[int, Sequence[Mapping[str, float | str]]]) -> list[str]:
+    """The loss labels shared by every run of ``runs`` (seed -> rows), in order; ``ValueError`` otherwise."""
+    if not isinstance(runs, Mapping) or not runs:
+        raise ValueError(f"runs must be a non-empty mapping seed -> rows of compare_pixel_losses, got {runs!r}"[:200])
+    labels = None
+    for seed, rows in runs.items():
+        these = [str(row["loss"]) for row in rows]
+        if labels is None:
+            labels = these
+        elif these != labels:
+            raise ValueError(f"runs must hold the same losses in the same order for every seed: seed {seed} has "
+                             f"{these}, expected {labels}")
+    return labels
+
+
+def mean_over_seeds(runs: Mapping[int, Sequence[Mapping[str, float | str]]]) -> list[dict[str, float | str]]:
+    """One row per loss with every score averaged over training seeds.
+
+    ``runs`` maps a seed to the rows :func:`compare_pixel_losses` returned for it (the same
+    losses in the same order). Each number of the result is the plain mean over the seeds;
+    a NaN score in any seed (a class absent from prediction and masks) makes the mean NaN.
+    """
+    labels = _check_runs(runs)
+    rows = []
+    for j, label in enumerate(labels):
+        same_loss = [seed_rows[j] for seed_rows in runs.values()]  # this loss, one row per seed
+        rows.append({key: label if key == "loss" else sum(float(row[key]) for row in same_loss) / len(same_loss)
+                     for key in same_loss[0]})
+    return rows
+
+
+def per_seed(runs: Mapping[int, Sequence[Mapping[str, float | str]]], label: str,
+             key: str = "mean_dice") -> list[float]:
+    """``key`` of the loss ``label`` in each run of ``runs`` (seed -> rows), in the seeds' order."""
+    labels = _check_runs(runs)
+    if label not in labels:
+        raise ValueError(f"label must be one of {labels}, got {label!r}")
+    first = next(iter(runs.values()))[labels.index(label)]
+    if key not in first:
+        raise ValueError(f"key must be one of {sorted(first)}, got {key!r}")
+    return [float(rows[labels.index(label)][key]) for rows in runs.values()]
