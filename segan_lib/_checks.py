@@ -12,6 +12,7 @@ the engine tells apart from bad arguments: during training it means the run dive
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 from collections.abc import Iterator
 
@@ -57,6 +58,7 @@ def _describe(x: object) -> str:
 
 
 def check_tensor(name: str, x: object) -> torch.Tensor:
+    """``x`` itself if it is a ``torch.Tensor``; else ``ValueError`` naming ``name`` and what ``x`` is."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {_describe(x)}")
     return x
@@ -122,12 +124,17 @@ def check_pair(logits_name: str, logits: torch.Tensor, mask_name: str, mask: tor
 
 
 def check_positive(name: str, value: float | int, *, allow_zero: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a real number (not a bool) > 0, or >= 0
+    with ``allow_zero``; NaN fails both."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
 def check_choice(name: str, value: object, choices: tuple) -> None:
+    """``ValueError`` naming ``name`` and the allowed ``choices`` unless ``value`` is one of them."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
