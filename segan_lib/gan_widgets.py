@@ -8,7 +8,6 @@ displayed scrubber falls back to that PNG.
 """
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
@@ -16,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from segan_lib.viz.gan import plot_snapshot
-from segan_lib.widgets import figure_png
+from segan_lib.widgets import PngFallback, figure_png
 
 
 def check_snapshots(snapshots: object) -> Sequence[Mapping]:
@@ -53,7 +52,7 @@ def update_snapshot_view(fig: Figure, snapshots: Sequence[Mapping], index: int, 
     return snapshot_label(snapshots, index), figure_png(fig)
 
 
-class SnapshotScrubber(widgets.VBox):
+class SnapshotScrubber(PngFallback, widgets.VBox):
     """An ``IntSlider`` ("snapshot", one position per snapshot), a label and the picture.
 
     Attributes:
@@ -78,12 +77,6 @@ class SnapshotScrubber(widgets.VBox):
     def _redraw(self, change: dict) -> None:
         self.label.value, self.image.value = update_snapshot_view(
             self.figure, self.snapshots, int(change["new"]), real=self.real, extent=self.extent)
-
-    def _repr_mimebundle_(self, **kwargs) -> dict | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:  # None once the widget is closed
-            bundle["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
-        return bundle
 
 
 def snapshot_scrubber(snapshots: Sequence[Mapping], *, real: torch.Tensor | None = None,

@@ -84,7 +84,20 @@ def update_loss_explorer(fig: Figure, params: LossExplorerParams) -> bytes:
     return figure_png(fig)
 
 
-class LossExplorer(widgets.VBox):
+class PngFallback:
+    """Mixin for a widget with an ``image`` (``ipywidgets.Image`` holding a PNG): its MIME
+    bundle also carries that PNG, shown by front-ends that cannot render widgets."""
+
+    image: widgets.Image
+
+    def _repr_mimebundle_(self, **kwargs) -> dict | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:  # None once the widget is closed
+            bundle["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
+        return bundle
+
+
+class LossExplorer(PngFallback, widgets.VBox):
     """Five sliders over a picture of all pixel losses; moving a slider redraws the picture.
 
     Attributes:
@@ -122,12 +135,6 @@ class LossExplorer(widgets.VBox):
 
     def _redraw(self, change: dict) -> None:
         self.image.value = update_loss_explorer(self.figure, self.params)
-
-    def _repr_mimebundle_(self, **kwargs) -> dict | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:  # None once the widget is closed
-            bundle["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
-        return bundle
 
 
 def loss_explorer(params: LossExplorerParams | None = None) -> LossExplorer:

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segan_lib.data.folders import FolderDataset, read_image
+from segan_lib.data.files import read_image
+from segan_lib.data.folders import FolderDataset
 from segan_lib.data.palette import decode_colour_mask
 from segan_lib.data.transforms import channel_stats, image_to_tensor
 

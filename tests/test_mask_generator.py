@@ -1,5 +1,4 @@
 """The DCGAN-style mask generator and discriminator, their initialisation and the mask grid."""
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -9,11 +8,6 @@ from torch import nn
 from segan_lib.models import MaskDiscriminator, MaskGenerator, UpBlock, dcgan_init_, param_count
 from segan_lib.viz.gan import mask_grid_image, plot_mask_grid
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def test_default_generator_gives_64x64_probabilities_through_dcgan_widths():

@@ -1,7 +1,6 @@
 """Toy 2-D GAN parts: the MLPs, the Gaussian-mixture data, the coverage measure, the 2-D plots."""
 import math
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -10,11 +9,6 @@ from segan_lib.data.toy2d import GaussianMixture2D, grid_centers, ring_centers
 from segan_lib.models import MinibatchStdDev, ToyDiscriminator, ToyGenerator
 from segan_lib.viz.gan import plot_real_vs_generated, plot_samples_over_training
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def test_toy_nets_map_noise_to_points_and_points_to_one_logit():

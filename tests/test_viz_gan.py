@@ -18,11 +18,6 @@ from segan_lib.viz.gan import (  # noqa: E402
 HISTORY = {"step": [0, 10, 20], "loss_d": [1.4, 1.2, 1.3], "loss_g": [0.7, 0.9, 0.8]}
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
 
 def snapshots(samples: torch.Tensor, n: int = 3) -> list[dict]:
     return [{"step": 10 * (i + 1), "samples": samples, "logs": {"loss_d": 1.0 + i, "loss_g": 0.25 * i}}

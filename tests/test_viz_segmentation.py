@@ -22,11 +22,6 @@ from segan_lib.viz.segmentation import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
 
 def test_voc_palette_known_colours() -> None:
     # The PASCAL VOC devkit's colour map: background, aeroplane, bicycle, bird, boat, ..., person.

@@ -25,11 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Re-exported: these lived here before the reading and base-class code got modules of their own.
-from segan_lib.data.files import (  # noqa: F401
-    IGNORE_INDEX, README_HINT, check_labels, check_lossless_mask, missing_root_error, read_image, read_mask,
-)
-from segan_lib.data.paired import STATS_MAX_IMAGES, PairedSegmentationDataset  # noqa: F401
+from segan_lib.data.files import README_HINT, check_lossless_mask, missing_root_error
+from segan_lib.data.paired import PairedSegmentationDataset
 from segan_lib.data.palette import Palette, decode_colour_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

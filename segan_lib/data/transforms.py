@@ -25,9 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Re-exported: colour-mask decoding used to live here; it is in segan_lib.data.palette now.
-from segan_lib.data.palette import Palette, decode_colour_mask  # noqa: F401
-
 Size = tuple[int, int]
 
 

@@ -35,8 +35,8 @@ from torch import nn
 
 from segan_lib._checks import check_positive
 from segan_lib.losses.adversarial import label_maps, segmentation_probs
-from segan_lib.train.strategy import Strategy, set_requires_grad, unwrap
-from segan_lib.train.supervised import make_adam
+from segan_lib.train.strategy import Strategy, frozen_view, set_requires_grad, unwrap
+from segan_lib.train.hardware import make_adam
 
 DEFAULT_LR = 1e-3
 CriticOutput = torch.Tensor | list[torch.Tensor]  # scores, or a list of feature maps (SegAN)
@@ -54,19 +54,6 @@ def grad_norm(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
 def segmentor_out_channels(segmentor: nn.Module, num_classes: int) -> int:
     """K, the segmentor's logit channels: its ``n_classes`` attribute if it has one, else ``num_classes``."""
     return int(getattr(unwrap(segmentor), "n_classes", num_classes))
-
-
-def frozen_view(net: nn.Module) -> nn.Module:
-    """What to call for a forward pass of a *frozen* network (the critic in the segmentor step).
-
-    ``net`` itself (so a ``torch.compile`` wrapper is used) unless a DDP wrapper is involved:
-    DDP would then wait for gradients that a frozen network never produces, so the bare
-    module is called instead (it is not updated in that step: nothing to synchronise).
-    """
-    module = net
-    while hasattr(module, "_orig_mod"):
-        module = module._orig_mod
-    return unwrap(net) if isinstance(module, nn.parallel.DistributedDataParallel) else net
 
 
 def like_images(x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

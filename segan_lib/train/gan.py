@@ -28,8 +28,8 @@ from torch import nn
 
 from segan_lib._checks import check_choice, check_mask, check_positive, check_tensor
 from segan_lib.losses.adversarial import GAN_MODES, GANLoss
-from segan_lib.train.strategy import Strategy, set_requires_grad
-from segan_lib.train.supervised import make_adam
+from segan_lib.train.strategy import Strategy, frozen_view, set_requires_grad
+from segan_lib.train.hardware import make_adam
 
 REAL_SOURCES = ("inputs", "masks")
 
@@ -129,7 +129,8 @@ class GANStrategy(Strategy):
     def generator_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """One G update: minimise ``loss.generator(D(fake))`` with D frozen.
 
-        The frozen discriminator is called unwrapped (no DDP sync: it gets no gradient here).
+        The frozen discriminator is called through :func:`frozen_view` (compiled if compiled,
+        never through DDP: it gets no gradient here).
         """
         discriminator = self.unwrapped("discriminator")
         set_requires_grad(discriminator, False)
@@ -137,7 +138,7 @@ class GANStrategy(Strategy):
             opt = self.optimizers["generator"]
             opt.zero_grad(set_to_none=True)
             with self.autocast():
-                d_fake = discriminator(fake)
+                d_fake = frozen_view(self.nets["discriminator"])(fake)
             loss_g = self.gan_loss.generator(d_fake)
             loss_g.backward()
             opt.step()

@@ -146,3 +146,11 @@ def first_compiled_step(strategy: Strategy, run_step: Callable[[], dict]) -> tup
         for net in strategy.nets.values():
             net.zero_grad(set_to_none=True)
         return run_step(), False
+
+
+def make_adam(params: list[nn.Parameter], device: torch.device, *, lr: float,
+              weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused CUDA kernel on GPUs (one launch updates every parameter); PyTorch's
+    default implementation elsewhere."""
+    fused = True if device.type == "cuda" else None
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)

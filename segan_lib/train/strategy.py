@@ -38,6 +38,20 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
+def frozen_view(net: nn.Module) -> nn.Module:
+    """What to call for a forward pass of a *frozen* network (a critic or discriminator while
+    the other player updates).
+
+    ``net`` itself (so a ``torch.compile`` wrapper is used) unless a DDP wrapper is involved:
+    DDP would then wait for gradients that a frozen network never produces, so the bare
+    module is called instead (it is not updated in that step: nothing to synchronise).
+    """
+    module = net
+    while hasattr(module, "_orig_mod"):
+        module = module._orig_mod
+    return unwrap(net) if isinstance(module, nn.parallel.DistributedDataParallel) else net
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     """Freeze (``False``) or unfreeze a network, e.g. the critic during the segmentor step."""
     for p in net.parameters():

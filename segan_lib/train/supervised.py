@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from segan_lib._checks import check_positive
+from segan_lib.train.hardware import make_adam
 from segan_lib.train.strategy import Strategy
 
 PixelLossFn = Callable[[Tensor, Tensor], Tensor]
@@ -24,14 +25,6 @@ def resolve_pixel_loss(loss: str | PixelLossFn) -> PixelLossFn:
     from segan_lib.losses import get_pixel_loss
 
     return get_pixel_loss(loss)
-
-
-def make_adam(params: list[nn.Parameter], device: torch.device, *, lr: float,
-              weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused CUDA kernel on GPUs (one launch updates every parameter); PyTorch's
-    default implementation elsewhere."""
-    fused = True if device.type == "cuda" else None
-    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused)
 
 
 class SupervisedStrategy(Strategy):

@@ -18,10 +18,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from segan_lib._checks import check_positive
+from segan_lib.data.files import IGNORE_INDEX
 from segan_lib.data.palette import voc_colormap
 from segan_lib.metrics import logits_to_pred
 
-IGNORE_INDEX = 255
 IGNORE_RGB = (0.6, 0.6, 0.6)  # 153/255: VOC colours are sums of 128, 64, 32, so never this grey
 
 
