@@ -1,4 +1,4 @@
-"""The ``segan`` command: ``segan train``, ``segan eval``, ``segan bench`` and ``segan data export``.
+"""The ``segan`` command: ``segan train``, ``segan eval``, ``segan predict``, ``segan bench`` and ``segan data export``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     segan train --no-compile                     # on a GPU: eager mode, no minute of compiling first
     torchrun --nproc_per_node=2 -m segan_lib.cli train --batch-size 32   # DDP, global batch 32
     segan eval runs/mine/last.pt --split val
+    segan predict runs/mine/best.pt my_photos/ --out my_masks --overlay
 
 Every option of ``segan train`` has a full-size default; ``--quick`` swaps in the small
 preset :data:`QUICK_PRESET`, and any option given explicitly wins over both.
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-every", type=_positive_int, help="steps between loss read-outs")
     add("--checkpoint-every", type=_non_negative_int, default=0, help="steps between checkpoints (0: each epoch)")
     add("--no-progress", action="store_true", help="no progress bar")
+    add("--tensorboard", nargs="?", const="", metavar="DIR",
+        help="TensorBoard logs of every player, learning rates and validation (default DIR: OUT/tensorboard)")
     train.set_defaults(func=run_train)
 
     evaluate = commands.add_parser("eval", help="per-class Dice and IoU of a checkpoint",
@@ -128,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands that live next to their code: module -> function(subparsers) that adds them.
 EXTRA_COMMANDS = (("segan_lib.data.export", "add_export_command"),  # segan data export
                   ("segan_lib.assignments", "add_assignments_command"),  # segan assignments
-                  ("segan_lib.bench", "add_bench_command"))  # segan bench
+                  ("segan_lib.bench", "add_bench_command"),  # segan bench
+                  ("segan_lib.predict", "add_predict_command"))  # segan predict
 
 
 def _add_extra_commands(commands: argparse._SubParsersAction) -> None:
@@ -199,11 +203,15 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from segan_lib.course import seed_everything
+    from segan_lib.data.preprocess import preprocessing_of
     from segan_lib.models.unet import UNet
     from segan_lib.train import TrainConfig, Trainer, build_strategy
     from segan_lib.train.batches import steps_in_epoch
+    from segan_lib.train.tensorboard import require_tensorboard
 
     started = time.perf_counter()
+    if args.tensorboard is not None:
+        require_tensorboard()  # fails now if it is missing, not after building the data
     opts = resolve_train_options(args)
     if opts["threads"] is not None:
         torch.set_num_threads(opts["threads"])
@@ -225,11 +233,13 @@ def run_train(args: argparse.Namespace) -> int:
     strategy = build_strategy(args.method, segmentor, in_channels=model["in_channels"], num_classes=num_classes,
                               lr=opts["lr"], loss=opts["loss"], **options)
     out = Path(args.out or f"runs/{args.method}")
+    tensorboard_dir = None if args.tensorboard is None else args.tensorboard or str(out / "tensorboard")
     config = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], seed=args.seed, device=args.device,
                          amp=args.amp, compile=args.compile, log_every=opts["log_every"], checkpoint_dir=str(out),
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                         num_workers=args.num_workers)
-    meta = {"model": model, "dataset": data_options, "in_channels": model["in_channels"], "loss": opts["loss"]}
+                         num_workers=args.num_workers, tensorboard_dir=tensorboard_dir)
+    meta = {"model": model, "dataset": data_options, "in_channels": model["in_channels"], "loss": opts["loss"],
+            "preprocess": preprocessing_of(train_data)}  # what segan predict does to new images
     trainer = Trainer(strategy, train_data, val_data, num_classes=num_classes, config=config, meta=meta)
     resume = None if args.resume is None else (args.resume or out / "last.pt")
     history = trainer.fit(resume_from=resume)

@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of each epoch
     progress: bool = True  # a tqdm bar (on rank 0 only)
     num_workers: int = 0  # DataLoader workers for datasets without get_batch
+    tensorboard_dir: str | None = None  # TensorBoard event files (rank 0; needs tensorboard); None: none
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, minimum=1)
@@ -67,6 +68,8 @@ class TrainConfig:
         _check_int("num_workers", self.num_workers, minimum=0)
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
             self.checkpoint_dir = str(self.checkpoint_dir)  # accept a pathlib.Path
+        if self.tensorboard_dir is not None and not isinstance(self.tensorboard_dir, str):
+            self.tensorboard_dir = str(self.tensorboard_dir)
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a plain dict (what a checkpoint stores)."""

@@ -48,6 +48,7 @@ from segan_lib.train.hardware import (
 )
 from segan_lib.train.history import History, LogAccumulator, TrainingDiverged
 from segan_lib.train.strategy import Strategy, unwrap
+from segan_lib.train.tensorboard import open_tensorboard
 
 Callback = Callable[["Trainer", int, dict], None]
 
@@ -123,6 +124,9 @@ class Trainer:
         self._logs = LogAccumulator()
         self._last_checkpoint: tuple[Path, int] | None = None
         self._bar = None
+        self.tensorboard = open_tensorboard(config.tensorboard_dir, is_main=self.dist.is_main)  # None: off
+        if self.tensorboard is not None:
+            self.callbacks.append(self.tensorboard)
 
     # ----------------------------------------------------------------- training
     def fit(self, resume_from: str | Path | None = None) -> History:
@@ -273,6 +277,8 @@ class Trainer:
             metrics = distributed.broadcast_from_main(metrics)
         previous_best = max((d for d in self.history.get("val_mean_dice", []) if not math.isnan(d)), default=-math.inf)
         self.history.append_val(self.step, epochs_done, metrics)
+        if self.tensorboard is not None:
+            self.tensorboard.log_validation(self, self.step, metrics)
         if self._bar is not None:
             self._bar.set_postfix({"val_mean_dice": f"{metrics['mean_dice']:.3f}"}, refresh=False)
         if metrics["mean_dice"] > previous_best:
