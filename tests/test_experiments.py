@@ -271,3 +271,14 @@ def test_seeds_option_takes_a_count_or_a_list():
             parse_seeds(bad)
     assert runner.experiment_command("losses", "full", [0, 2, 3], None, "cuda") == \
         "segan experiment losses --preset full --seeds 0,2,3 --device cuda"
+
+
+def test_experiment_help_and_argument_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["experiment", "--help"])
+    assert exit_info.value.code == 0 and "--preset" in capsys.readouterr().out
+    for args, named in ((["adversarial", "--preset", "huge"], "--preset"), (["adversarial", "--seeds", "0"], "--seeds"),
+                        (["gans"], "name"), (["adversarial", "--device", "gpu"], "--device")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["experiment", *args])
+        assert exit_info.value.code == 2 and named in capsys.readouterr().err
