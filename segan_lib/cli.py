@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands that live next to their code: module -> function(subparsers) that adds them.
 EXTRA_COMMANDS = (("segan_lib.data.export", "add_export_command"),  # segan data export
                   ("segan_lib.assignments", "add_assignments_command"),  # segan assignments
+                  ("segan_lib.experiments.command", "add_experiment_command"),  # segan experiment
                   ("segan_lib.bench", "add_bench_command"),  # segan bench
                   ("segan_lib.predict", "add_predict_command"))  # segan predict
 

@@ -1,0 +1,292 @@
+"""The experiment runner: every arm on paired seeds, resumable, written to ``OUT/results.json``.
+
+For each seed ``s`` (outer loop, so the pairs of a seed are complete early) and each arm::
+
+    seed every RNG with s, build the U-Net       -> every arm of seed s starts from the same weights
+    build the arm's strategy (critic after)      -> building a critic cannot change the U-Net
+    train with TrainConfig(seed=s) on the training images of seed s (SynthShapes seed s, the
+          arm's regime)                          -> every arm of seed s sees the same batches in the
+                                                    same order (the engine's order depends on the seed only)
+    score on the held-out images (seed held_out_seed, same regime): Dice, IoU and whatever
+          structure metrics the evaluation returns
+    write OUT/runs/<arm>/seed<s>.json (and .npz: predicted labels of the first images shown)
+    rewrite OUT/results.json (atomically: a temporary file, then a rename)
+
+A finished ``(arm, seed)`` found in OUT is not trained again; a file written by a different
+experiment, preset or arm definition is an error rather than silently mixed in. At the end the
+verdicts are computed (:mod:`~segan_lib.experiments.verdicts`) and the figures written
+(``paired_differences.png``, ``curves.png``, ``predictions_<regime>.png``).
+"""
+from __future__ import annotations
+
+import io
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segan_lib import course
+from segan_lib.experiments.regimes import regime_data
+from segan_lib.experiments.results import (
+    SCHEMA_VERSION, environment, json_number, read_json, scores_from_metrics, write_atomic, write_json,
+)
+from segan_lib.experiments.spec import Arm, Experiment, Preset
+from segan_lib.experiments.verdicts import verdicts
+from segan_lib.losses import get_pixel_loss
+from segan_lib.metrics import logits_to_pred
+from segan_lib.models.unet import UNet
+from segan_lib.train import Strategy, TrainConfig, Trainer, build_strategy
+from segan_lib.train.hardware import resolve_device
+
+# The critic's size options of each adversarial method (one place to follow a rename).
+CRITIC_SIZE_OPTIONS = {"segan": ("critic_base_channels", "critic_depth"),
+                       "hybrid": ("disc_base_channels", "disc_depth")}
+
+
+def initial_segmentor(preset: Preset, seed: int) -> UNet:
+    """``UNet(3, num_classes, ...)`` of ``preset``, built right after seeding every RNG with ``seed``."""
+    course.seed_everything(seed)
+    return UNet(3, preset.num_classes, base_channels=preset.base_channels, depth=preset.depth,
+                batch_norm=preset.batch_norm)
+
+
+def build_arm_strategy(arm: Arm, segmentor: torch.nn.Module, preset: Preset) -> Strategy:
+    """``build_strategy(arm.method, segmentor, ...)`` at the preset's learning rate; an adversarial
+    arm's critic gets the preset's size unless the arm's options set it."""
+    options = dict(arm.options)
+    if arm.method in CRITIC_SIZE_OPTIONS:
+        width, depth = CRITIC_SIZE_OPTIONS[arm.method]
+        options = {width: preset.critic_base_channels, depth: preset.critic_depth, **options}
+    loss = get_pixel_loss(arm.loss, **arm.loss_options) if arm.loss_options else arm.loss
+    return build_strategy(arm.method, segmentor, in_channels=3, num_classes=preset.num_classes, lr=preset.lr,
+                          loss=loss, **options)
+
+
+def train_config(preset: Preset, seed: int, device: torch.device) -> TrainConfig:
+    """The engine settings of one run: no validation during training, no checkpoints, no bar."""
+    return TrainConfig(epochs=preset.epochs, batch_size=preset.batch_size, seed=seed, device=str(device),
+                       amp=preset.amp, compile=preset.compile, log_every=preset.log_every, eval_every=0,
+                       progress=False)
+
+
+@dataclass
+class PreparedRun:
+    """One ``(arm, seed)`` ready to train: its trainer (strategy, training data, config) and held-out data."""
+
+    arm: Arm
+    seed: int
+    trainer: Trainer
+    held_out: object
+
+
+def prepare_run(experiment: Experiment, preset: Preset, arm: str | Arm, seed: int,
+                device: str | torch.device = "cpu", held_out: object = None) -> PreparedRun:
+    """Build the U-Net (seeded), the arm's strategy and a ``Trainer`` for ``seed``; nothing trains yet.
+
+    ``held_out``: the regime's held-out data if already built (else it is built here).
+    """
+    arm = experiment.arm(arm) if isinstance(arm, str) else arm
+    device = torch.device(device)
+    regime = experiment.regimes[arm.regime]
+    train_data = regime_data(regime, n=preset.n_train, size=preset.size, num_classes=preset.num_classes, seed=seed,
+                             device=device)
+    if held_out is None:
+        held_out = regime_data(regime, n=preset.n_eval, size=preset.size, num_classes=preset.num_classes,
+                               seed=experiment.held_out_seed, device=device)
+    strategy = build_arm_strategy(arm, initial_segmentor(preset, seed), preset)
+    trainer = Trainer(strategy, train_data, None, num_classes=preset.num_classes,
+                      config=train_config(preset, seed, device))
+    return PreparedRun(arm, seed, trainer, held_out)
+
+
+def execute_run(run: PreparedRun, n_show: int) -> tuple[dict, np.ndarray]:
+    """Train ``run``, score it on its held-out data; returns the run record and the predicted
+    labels ``(n_show, S, S)`` uint8 of the first ``n_show`` held-out images."""
+    trainer = run.trainer
+    start = time.perf_counter()
+    history = trainer.fit()
+    seconds = time.perf_counter() - start
+    metrics = trainer.evaluate(run.held_out)
+    trainer.strategy.train(False)
+    images, _ = run.held_out.get_batch(torch.arange(n_show))
+    labels = logits_to_pred(trainer.strategy.predict_logits(images.to(trainer.device))).cpu().numpy()
+    images_seen = trainer.step * trainer.config.batch_size
+    record = {
+        "arm": run.arm.name, "seed": run.seed,
+        "scores": scores_from_metrics(metrics, list(run.held_out.CLASS_NAMES)),
+        "train_seconds": seconds, "images_per_second": images_seen / seconds if seconds > 0 else None,
+        "steps": trainer.step, "images_seen": images_seen, "device": str(trainer.device), "torch": torch.__version__,
+        "history": {key: [json_number(v) for v in values] for key, values in history.to_dict().items()},
+    }
+    return record, labels.astype(np.uint8)
+
+
+def fingerprint(experiment: Experiment, preset: Preset, arm: Arm) -> dict[str, object]:
+    """What must match for a stored run to count as a finished run of this experiment."""
+    return {"experiment": experiment.name, "preset": preset.to_dict(), "arm": arm.to_dict(),
+            "regime": experiment.regimes[arm.regime].to_dict(), "held_out_seed": experiment.held_out_seed}
+
+
+def _first_difference(stored: object, current: object, path: str = "") -> str:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for key in dict.fromkeys([*stored, *current]):
+            if stored.get(key) != current.get(key):
+                return _first_difference(stored.get(key), current.get(key), f"{path}.{key}" if path else key)
+    return f"{path or 'value'}: stored {stored!r}, now {current!r}"
+
+
+def load_finished(path: Path, expected: dict) -> dict | None:
+    """The stored run at ``path`` if there is one; ``ValueError`` if it belongs to another setup."""
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if record.get("fingerprint") != expected:
+        raise ValueError(f"{path} was written by a different run ({_first_difference(record.get('fingerprint'), expected)}"
+                         "); use another --out folder or delete it")
+    return record
+
+
+def experiment_command(name: str, preset: str, seeds: Sequence[int], out: str | Path | None, device: str) -> str:
+    """The ``segan experiment ...`` line that reproduces a run of the registered experiment ``name``."""
+    seeds_text = str(len(seeds)) if list(seeds) == list(range(len(seeds))) else ",".join(map(str, seeds))
+    parts = ["segan", "experiment", name, "--preset", preset, "--seeds", seeds_text]
+    parts += ["--out", str(out)] if out is not None else []
+    parts += ["--device", device] if device != "auto" else []
+    return shlex.join(parts)
+
+
+def _resolve_seeds(seeds: int | Sequence[int] | None, preset: Preset, held_out_seed: int) -> list[int]:
+    if seeds is None:
+        seeds = preset.seeds
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be a count >= 1 or a list of seeds, got {seeds}")
+        seeds = range(seeds)
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ValueError(f"seeds must be distinct ints >= 0, got {seeds}")
+    if held_out_seed in seeds:
+        raise ValueError(f"seeds must not include {held_out_seed}, the seed of the held-out images, got {seeds}")
+    return seeds
+
+
+def run_experiment(experiment: str | Experiment, preset: str | Preset = "quick", *,
+                   seeds: int | Sequence[int] | None = None, out: str | Path | None = None, device: str = "auto",
+                   progress: bool = True, command: str | None = None) -> dict:
+    """Run every arm of ``experiment`` on every seed (see the module docstring); returns the results.
+
+    Args:
+        experiment: an :class:`Experiment` or the name of a registered one (``"adversarial"``).
+        preset: a preset name of the experiment (``"quick"``, ``"reference"``, ``"full"``) or a
+            :class:`Preset` (recorded as ``"custom"``).
+        seeds: how many paired seeds (``0 .. n-1``) or which; None: the preset's count.
+        out: the folder of ``results.json``, ``runs/`` and the figures; None keeps everything in
+            memory (no files, no resume, no figures).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...; progress: a tqdm bar over arms x seeds.
+        command: the command line to record; None builds the ``segan experiment ...`` line.
+
+    Returns:
+        The ``results.json`` dict (:mod:`segan_lib.experiments.results`), verdicts included.
+    """
+    if isinstance(experiment, str):
+        from segan_lib.experiments.registry import get_experiment
+
+        experiment = get_experiment(experiment)
+    preset_name = preset if isinstance(preset, str) else "custom"
+    preset = experiment.preset(preset) if isinstance(preset, str) else preset
+    if not isinstance(preset, Preset):
+        raise ValueError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
+    seeds = _resolve_seeds(seeds, preset, experiment.held_out_seed)
+    torch_device = resolve_device(device)
+    out = None if out is None else Path(out)
+    if command is None:
+        command = experiment_command(experiment.name, preset_name, seeds, out, device)
+    threads = torch.get_num_threads()
+    if preset.threads is not None:
+        torch.set_num_threads(preset.threads)
+    try:
+        results = _run_all(experiment, preset, preset_name, seeds, out, torch_device, progress, command)
+    finally:
+        torch.set_num_threads(threads)
+    return results
+
+
+def _run_all(experiment: Experiment, preset: Preset, preset_name: str, seeds: list[int], out: Path | None,
+             device: torch.device, progress: bool, command: str) -> dict:
+    from tqdm.auto import tqdm
+
+    held_out = {name: regime_data(regime, n=preset.n_eval, size=preset.size, num_classes=preset.num_classes,
+                                  seed=experiment.held_out_seed, device=device)
+                for name, regime in experiment.regimes.items() if any(a.regime == name for a in experiment.arms)}
+    class_names = list(next(iter(held_out.values())).CLASS_NAMES)
+    records: dict[str, dict[int, dict]] = {arm.name: {} for arm in experiment.arms}
+    labels: dict[str, dict[int, np.ndarray]] = {arm.name: {} for arm in experiment.arms}
+    env = environment(device)
+    bar = tqdm(total=len(seeds) * len(experiment.arms), desc=experiment.name, unit="run", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for seed in seeds:
+            for arm in experiment.arms:
+                bar.set_postfix_str(f"{arm.name} seed {seed}")
+                records[arm.name][seed], labels[arm.name][seed] = _run_or_load(
+                    experiment, preset, arm, seed, device, held_out[arm.regime], out)
+                bar.update(1)
+                unfinished = sum(map(len, records.values())) < len(seeds) * len(experiment.arms)
+                if out is not None and unfinished:  # what is done so far, readable while the rest runs
+                    write_json(out / "results.json", assemble_results(
+                        experiment, preset_name, preset, seeds, command, env, class_names, records, complete=False))
+    finally:
+        bar.close()
+    results = assemble_results(experiment, preset_name, preset, seeds, command, env, class_names, records,
+                               complete=True)
+    if out is not None:
+        from segan_lib.experiments.figures import write_figures  # matplotlib only when figures are written
+
+        results["figures"] = write_figures(out, experiment, preset, results, records, labels, held_out)
+        write_json(out / "results.json", results)
+    return results
+
+
+def _run_or_load(experiment: Experiment, preset: Preset, arm: Arm, seed: int, device: torch.device,
+                 held_out: object, out: Path | None) -> tuple[dict, np.ndarray]:
+    """The record and predicted labels of ``(arm, seed)``: read from ``out`` if finished there, else trained
+    (and stored: the labels first, then the JSON that marks the run as finished)."""
+    expected = fingerprint(experiment, preset, arm)
+    path = None if out is None else out / "runs" / arm.name / f"seed{seed}.json"
+    record = None if path is None else load_finished(path, expected)
+    if record is not None:
+        with np.load(path.with_suffix(".npz")) as stored:
+            return record, stored["labels"]
+    record, labels = execute_run(prepare_run(experiment, preset, arm, seed, device, held_out), preset.n_show)
+    record["fingerprint"] = expected
+    if path is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, labels=labels)
+        write_atomic(path.with_suffix(".npz"), buffer.getvalue())
+        write_json(path, record)
+    return record, labels
+
+
+def assemble_results(experiment: Experiment, preset_name: str, preset: Preset, seeds: list[int], command: str,
+                     env: dict, class_names: list[str], records: dict[str, dict[int, dict]], *,
+                     complete: bool) -> dict:
+    """The ``results.json`` dict of the runs in ``records`` (arm -> seed -> run record), verdicts computed."""
+    keep = ("scores", "train_seconds", "images_per_second", "steps", "images_seen", "device")
+    results = {
+        "schema": SCHEMA_VERSION, "experiment": experiment.name, "description": experiment.description,
+        "preset": preset_name, "settings": preset.to_dict(), "seeds": seeds,
+        "held_out_seed": experiment.held_out_seed, "command": command, "environment": env,
+        "class_names": class_names,
+        "regimes": {name: regime.to_dict() for name, regime in experiment.regimes.items()},
+        "arms": {arm.name: {k: v for k, v in arm.to_dict().items() if k != "name"} for arm in experiment.arms},
+        "pairs": [list(pair) for pair in experiment.pairs],
+        "runs": {arm: {str(seed): {k: record[k] for k in keep} for seed, record in sorted(per_seed.items())}
+                 for arm, per_seed in records.items() if per_seed},
+        "complete": complete, "verdicts": [], "figures": [],
+    }
+    results["verdicts"] = [v.to_dict() for v in verdicts(results)]
+    return results
