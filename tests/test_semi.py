@@ -116,6 +116,28 @@ def test_one_step_follows_the_formulas(step):
     assert {"d_acc_real", "d_acc_fake", "grad_norm_segmentor", "grad_norm_discriminator"} <= set(logs)
 
 
+@pytest.mark.parametrize("player", ["discriminator", "segmentor"])
+def test_each_update_moves_only_its_own_player(player):
+    images, masks, unlabelled = _batch()
+    strategy = tiny_semi(unlabelled)
+    strategy.configure_optimizers()
+    logits, logits_u, true_maps, maps, valid = strategy.forward_pass(images, masks, 3)
+    assert logits.shape == (4, 4, 16, 16) and logits_u.shape == (4, 4, 16, 16)
+    assert maps.shape == (8, 4, 16, 16) and valid.shape == (8, 1, 16, 16) and true_maps.shape == (4, 4, 16, 16)
+    before = {name: copy.deepcopy(net.state_dict()) for name, net in strategy.nets.items()}
+    if player == "discriminator":
+        logs = strategy.critic_step(true_maps, maps, valid)
+    else:
+        logs = strategy.segmentor_step(logits, logits_u, masks, maps, valid, 3)
+    other = "segmentor" if player == "discriminator" else "discriminator"
+    changed = {name: any(not torch.equal(v, before[name][k]) for k, v in net.state_dict().items())
+               for name, net in strategy.nets.items()}
+    assert changed == {player: True, other: False}
+    assert all(p.grad is None for p in strategy.nets[other].parameters())
+    assert all(p.requires_grad for p in strategy.nets["discriminator"].parameters())  # unfrozen again
+    assert all(v.dim() == 0 and not v.requires_grad for v in logs.values())
+
+
 def test_defaults_are_the_published_ones_and_the_warmup_is_a_quarter():
     _, _, unlabelled = _batch()
     strategy = SemiStrategy(UNet(3, 4, base_channels=4, depth=2), in_channels=3, num_classes=4, unlabelled=unlabelled,

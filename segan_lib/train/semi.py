@@ -26,6 +26,15 @@ factor). The update order is the library's: ``D`` first, then the segmentor agai
 weights from before this step's update and steps both at the end; it also draws the ground truth
 for ``D`` from a second, independent pass over the labelled set, where this step reuses ``y``.
 
+:meth:`SemiStrategy.train_step` is the whole step, in the order of the methods below it:
+
+1. :meth:`~SemiStrategy.forward_pass`: this step's unlabelled images, the segmentor's logits of
+   both streams and the label maps the discriminator judges;
+2. ``n_critic`` times :meth:`~SemiStrategy.critic_step`: unfreeze the discriminator, zero its
+   gradients, its loss on the truth and the *detached* predictions, backward, Adam step;
+3. :meth:`~SemiStrategy.segmentor_step`: freeze the discriminator, zero the segmentor's
+   gradients, :meth:`~SemiStrategy.segmentor_loss`, backward, Adam step, unfreeze.
+
 ``confidence="softmax"`` is plain self-training: the same ``L_semi`` with the segmentor's own
 max class probability as the confidence; no discriminator is built or trained, so there is no
 adversarial term (``lambda_adv`` and ``lambda_adv_unlabelled`` are not used). With
@@ -44,13 +53,13 @@ from segan_lib.losses.adversarial import label_maps, segmentation_probs
 from segan_lib.losses.semi import self_training_loss, softmax_confidence, spatial_bce_loss
 from segan_lib.models.discriminators import ConfidenceMapDiscriminator
 from segan_lib.train import distributed
-from segan_lib.train.adversarial import grad_norm
+from segan_lib.train.adversarial import DEFAULT_LR, frozen_view, grad_norm, like_images, set_requires_grad
+from segan_lib.train.adversarial import segmentor_out_channels
 from segan_lib.train.batches import epoch_permutation
 from segan_lib.train.hardware import make_adam
-from segan_lib.train.strategy import Strategy, frozen_view, set_requires_grad, unwrap
+from segan_lib.train.strategy import Strategy
 
 CONFIDENCES = ("discriminator", "softmax")
-DEFAULT_LR = 1e-3
 
 
 def semi_warmup_steps(total_steps: int) -> int:
@@ -165,7 +174,7 @@ class SemiStrategy(Strategy):
         self.unlabelled_batch_size, self.seed = unlabelled_batch_size, seed
         self.pixel_loss_name = pixel_loss
         self.pixel_loss = get_pixel_loss(pixel_loss, ignore_index=ignore_index)
-        self.map_channels = int(getattr(unwrap(segmentor), "n_classes", num_classes))  # K
+        self.map_channels = segmentor_out_channels(segmentor, num_classes)  # K
         self.nets["segmentor"] = segmentor
         if confidence == "discriminator" and (lambda_adv > 0 or lambda_adv_unlabelled > 0 or lambda_semi > 0):
             self.nets["discriminator"] = ConfidenceMapDiscriminator(
@@ -193,57 +202,90 @@ class SemiStrategy(Strategy):
         if batch.shape[1:] != images.shape[1:]:
             raise ValueError(f"unlabelled images must have the labelled images' shape (C, H, W) = "
                              f"{tuple(images.shape[1:])}, got {tuple(batch.shape[1:])}")
-        if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
+        return like_images(batch, images)
 
+    # ------------------------------------------------------------------ one step
     def train_step(self, images: Tensor, masks: Tensor, step: int) -> dict[str, Tensor]:
-        batch = images.shape[0]
+        """Forward, ``n_critic`` discriminator updates, one segmentor update (see the module docstring)."""
+        logits, logits_u, true_maps, maps, valid = self.forward_pass(images, masks, step)
         logs: dict[str, Tensor] = {}
+        if "discriminator" in self.nets:
+            for _ in range(self.n_critic):
+                logs.update(self.critic_step(true_maps, maps, valid))
+        logs.update(self.segmentor_step(logits, logits_u, masks, maps, valid, step))
+        logs["loss"] = logs["loss_segmentor"]
+        return logs
 
-        # 1. Forward: labelled and unlabelled images through the segmentor in one pass (one DDP call).
-        unlabelled = self.unlabelled_images(step, images) if self.uses_unlabelled else images[:0]
+    def forward_pass(self, images: Tensor, masks: Tensor, step: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The segmentor on the labelled images and this step's unlabelled ones, in one pass (one DDP call).
+
+        Returns logits ``(B, K, H, W)`` and ``(B_u, K, H, W)`` (``B_u = 0`` when no term uses
+        unlabelled images), the true maps ``(B, K, H, W)``, the predicted maps of both streams
+        ``(B + B_u, K, H, W)`` (labelled ones zero at ignored pixels) and their valid pixels
+        ``(B + B_u, 1, H, W)`` (the first ``B`` also those of the true maps).
+        """
+        batch = images.shape[0]
+        unlabelled = self.unlabelled_images(step, images) if self.uses_unlabelled else images[:0]  # (B_u, C, H, W)
         with self.autocast():
             all_logits = self.nets["segmentor"](torch.cat([images, unlabelled]))  # (B + B_u, K, H, W)
         logits, logits_u = all_logits.float().split([batch, unlabelled.shape[0]])
-        true_maps, valid = label_maps(masks, self.map_channels, ignore_index=self.ignore_index)  # (B, K, H, W), (B, 1, H, W)
+        true_maps, valid = label_maps(masks, self.map_channels, ignore_index=self.ignore_index)  # (B, K / 1, H, W)
         maps = torch.cat([segmentation_probs(logits) * valid, segmentation_probs(logits_u)])  # (B + B_u, K, H, W)
-        valid_maps = torch.cat([valid, torch.ones_like(maps[batch:, :1])])  # (B + B_u, 1, H, W)
+        valid = torch.cat([valid, torch.ones_like(maps[batch:, :1])])  # (B + B_u, 1, H, W): all unlabelled count
+        return logits, logits_u, true_maps, maps, valid
 
-        # 2. Discriminator update: one-hot truth -> 1, both streams' detached predictions -> 0.
-        if "discriminator" in self.nets:
-            discriminator, optimizer = self.nets["discriminator"], self.optimizers["discriminator"]
-            set_requires_grad(self.unwrapped("discriminator"), True)
-            for _ in range(self.n_critic):
-                optimizer.zero_grad(set_to_none=True)
-                with self.autocast():  # truth and predictions as one batch: one forward pass, one DDP call
-                    scores = discriminator(torch.cat([true_maps, maps.detach()])).float()  # (2B + B_u, 1, H, W)
-                real_scores, fake_scores = scores.split([batch, maps.shape[0]])
-                loss_d = 0.5 * (spatial_bce_loss(real_scores, 1.0, valid=valid)
-                                + spatial_bce_loss(fake_scores, 0.0, valid=valid_maps))
-                loss_d.backward()
-                logs["grad_norm_discriminator"] = grad_norm(self.unwrapped("discriminator").parameters())
-                optimizer.step()
-            logs["loss_discriminator"] = loss_d.detach()
-            logs["d_acc_real"] = discriminator_accuracy(real_scores, real=True, valid=valid)
-            logs["d_acc_fake"] = discriminator_accuracy(fake_scores, real=False, valid=valid_maps)
-
-        # 3. Segmentor update, the discriminator frozen (no gradient, no change) and unfrozen after.
-        optimizer = self.optimizers["segmentor"]
+    def critic_step(self, true_maps: Tensor, maps: Tensor, valid: Tensor) -> dict[str, Tensor]:
+        """One discriminator update: one-hot truth -> 1, both streams' *detached* predictions -> 0."""
+        discriminator, optimizer = self.unwrapped("discriminator"), self.optimizers["discriminator"]
+        set_requires_grad(discriminator, True)
         optimizer.zero_grad(set_to_none=True)
+        batch = true_maps.shape[0]
+        with self.autocast():  # truth and predictions as one batch: one forward pass, one DDP call
+            scores = self.nets["discriminator"](torch.cat([true_maps, maps.detach()])).float()  # (2B + B_u, 1, H, W)
+        real_scores, fake_scores = scores.split([batch, maps.shape[0]])
+        loss = 0.5 * (spatial_bce_loss(real_scores, 1.0, valid=valid[:batch])
+                      + spatial_bce_loss(fake_scores, 0.0, valid=valid))
+        loss.backward()  # no gradient reaches the segmentor: its predictions are detached
+        norm = grad_norm(discriminator.parameters())
+        optimizer.step()
+        return {"loss_discriminator": loss.detach(),
+                "d_acc_real": discriminator_accuracy(real_scores, real=True, valid=valid[:batch]),
+                "d_acc_fake": discriminator_accuracy(fake_scores, real=False, valid=valid),
+                "grad_norm_discriminator": norm}
+
+    def segmentor_step(self, logits: Tensor, logits_u: Tensor, masks: Tensor, maps: Tensor, valid: Tensor,
+                       step: int) -> dict[str, Tensor]:
+        """One segmentor update on :meth:`segmentor_loss`, the discriminator (if any) frozen meanwhile."""
+        optimizer = self.optimizers["segmentor"]
+        discriminator = self.unwrapped("discriminator") if "discriminator" in self.nets else None
+        if discriminator is not None:
+            set_requires_grad(discriminator, False)  # gradients flow through it to the maps, not into it
+        try:
+            optimizer.zero_grad(set_to_none=True)
+            loss, logs = self.segmentor_loss(logits, logits_u, masks, maps, valid, step)
+            loss.backward()
+            norm = grad_norm(self.unwrapped("segmentor").parameters())
+            optimizer.step()
+        finally:
+            if discriminator is not None:
+                set_requires_grad(discriminator, True)
+        return {"loss_segmentor": loss.detach(), **logs, "grad_norm_segmentor": norm}
+
+    def segmentor_loss(self, logits: Tensor, logits_u: Tensor, masks: Tensor, maps: Tensor, valid: Tensor,
+                       step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """``pixel_loss(z_x, y) + lambda_adv L(D(S(x)), 1) + lambda_adv_unlabelled L(D(S(u)), 1)
+        [+ lambda_semi L_semi(z_u)]`` and its detached terms; ``L_semi`` joins from ``semi_start_step``."""
         loss_pixel = self.pixel_loss(logits, masks)
-        loss = loss_pixel
-        logs["loss_pixel"] = loss_pixel.detach()
+        loss, logs = loss_pixel, {"loss_pixel": loss_pixel.detach()}
         if "discriminator" in self.nets:
-            set_requires_grad(self.unwrapped("discriminator"), False)
+            batch = logits.shape[0]
             with self.autocast():
                 scores = frozen_view(self.nets["discriminator"])(maps).float()  # (B + B_u, 1, H, W)
-            scores_x, scores_u = scores.split([batch, maps.shape[0] - batch])
-            loss_adv = spatial_bce_loss(scores_x, 1.0, valid=valid)
-            loss_adv_u = spatial_bce_loss(scores_u, 1.0)
+            loss_adv = spatial_bce_loss(scores[:batch], 1.0, valid=valid[:batch])
+            loss_adv_u = spatial_bce_loss(scores[batch:], 1.0)
             loss = loss + self.lambda_adv * loss_adv + self.lambda_adv_unlabelled * loss_adv_u
             logs.update(loss_adv=loss_adv.detach(), loss_adv_unlabelled=loss_adv_u.detach())
-            confidence = torch.sigmoid(scores_u.detach())[:, 0]  # (B_u, H, W)
+            confidence = torch.sigmoid(scores[batch:].detach())[:, 0]  # (B_u, H, W)
         elif self.uses_unlabelled:
             confidence = softmax_confidence(logits_u)  # (B_u, H, W)
         if self.uses_unlabelled:
@@ -251,15 +293,7 @@ class SemiStrategy(Strategy):
             if step >= self.semi_start_step and self.lambda_semi > 0:
                 loss = loss + self.lambda_semi * loss_semi
             logs.update(loss_semi=loss_semi.detach(), semi_pass_fraction=(confidence > self.t_semi).float().mean())
-        loss.backward()
-        logs["grad_norm_segmentor"] = grad_norm(self.unwrapped("segmentor").parameters())
-        optimizer.step()
-        if "discriminator" in self.nets:
-            set_requires_grad(self.unwrapped("discriminator"), True)
-
-        logs["loss_segmentor"] = loss.detach()
-        logs["loss"] = logs["loss_segmentor"]
-        return logs
+        return loss, logs
 
     # The split travels with the checkpoint: a run resumed on other unlabelled images is refused.
     def state_dict(self) -> dict:
