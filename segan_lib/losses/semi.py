@@ -106,9 +106,10 @@ def self_training_loss(logits: Tensor, confidence: Tensor, threshold: float) -> 
 
         L_semi = sum_i m_i l_i(z_i, yhat_i) / sum_i m_i      (0 when no pixel passes)
 
-    Hung et al. (BMVC 2018): ``I(D(S(x))_i > T_semi)``, the other pixels ignored; the mean over
-    the passing pixels is their code's reduction (``CrossEntropy2d`` with ignored labels). When
-    no pixel passes the loss is 0 with zero gradient (their code then skips the term). The
+    Hung et al. (BMVC 2018): ``I(D(S(x))_i > T_semi)``, the other pixels ignored (their code
+    ignores ``< T_semi``, so it keeps a pixel exactly at the threshold); the mean over the passing
+    pixels is their code's reduction (``CrossEntropy2d`` with ignored labels). When no pixel
+    passes the loss is 0 with zero gradient (their code then skips the term). The
     fraction of pixels that pass, ``mean_i m_i``, is worth logging: a threshold that passes
     nothing turns ``L_semi`` off, one that passes everything trains on every guess.
 
