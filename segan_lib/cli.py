@@ -5,6 +5,7 @@ Examples::
     segan train --quick                          # about a minute on a laptop CPU
     segan train --dataset folders --root my_data --num-classes 3 --out runs/mine
     segan train --method segan --out runs/segan --resume       # continue runs/segan/last.pt
+    segan train --method semi --labelled-fraction 0.125        # Hung et al.: 1/8 of the labels
     segan train --no-compile                     # on a GPU: eager mode, no minute of compiling first
     torchrun --nproc_per_node=2 -m segan_lib.cli train --batch-size 32   # DDP, global batch 32
     segan eval runs/mine/last.pt --split val
@@ -68,6 +69,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
     add = parser.add_argument
     add("--dataset", choices=DATASETS, default=default,
@@ -115,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-progress", action="store_true", help="no progress bar")
     add("--tensorboard", nargs="?", const="", metavar="DIR",
         help="TensorBoard logs of every player, learning rates and validation (default DIR: OUT/tensorboard)")
+    labels = train.add_mutually_exclusive_group()  # semi-supervised data: a fixed split from --seed
+    labels.add_argument("--labelled-fraction", type=_fraction, metavar="F",
+                        help="keep the labels of this share of the training set only, e.g. 0.125 (--method semi "
+                             "trains on the rest as unlabelled images; other methods ignore the rest)")
+    labels.add_argument("--labelled", type=_positive_int, metavar="N", help="keep the labels of N training images")
+    add("--lambda-adv", type=_non_negative_float, help="weight of the adversarial term (hybrid, semi; default 0.01)")
+    add("--lambda-semi", type=_non_negative_float, help="weight of the self-training term (semi; default 0.1)")
+    add("--t-semi", type=_fraction, help="confidence threshold of the self-training term (semi; default 0.2)")
+    add("--confidence", choices=("discriminator", "softmax"),
+        help="semi: whose confidence picks the self-training pixels (default discriminator, Hung et al.; "
+             "softmax: plain self-training, no discriminator)")
     train.set_defaults(func=run_train)
 
     evaluate = commands.add_parser("eval", help="per-class Dice and IoU of a checkpoint",
@@ -199,6 +225,39 @@ def format_scores(scores: dict, class_names: Sequence[str], split: str = "valida
     return "\n".join(lines)
 
 
+def _semi_supervised_setup(args: argparse.Namespace, train_data: object, epochs: int,
+                           batch_size: int) -> tuple[object, dict, dict]:
+    """The labelled split of ``train_data`` (when asked), the ``semi`` options, and the meta to record.
+
+    Returns ``(training data, strategy options, meta entries)``. ``L_semi`` waits a quarter of
+    the run's steps on the labelled data (Hung et al.: 5,000 of 20,000).
+    """
+    from segan_lib.data.split import split_labelled
+    from segan_lib.train.batches import steps_in_epoch
+    from segan_lib.train.semi import semi_warmup_steps
+
+    semi_flags = {"--lambda-semi": args.lambda_semi, "--t-semi": args.t_semi, "--confidence": args.confidence}
+    given = [flag for flag, value in semi_flags.items() if value is not None]
+    if args.method != "semi" and given:
+        raise ValueError(f"{given[0]} is only for --method semi, got --method {args.method}")
+    if args.lambda_adv is not None and args.method not in ("hybrid", "semi"):
+        raise ValueError(f"--lambda-adv is only for --method hybrid or semi, got --method {args.method}")
+    options = {} if args.lambda_adv is None else {"lambda_adv": args.lambda_adv}
+    if args.labelled_fraction is None and args.labelled is None:
+        if args.method == "semi":
+            raise ValueError("--method semi needs --labelled-fraction F or --labelled N (which images keep labels)")
+        return train_data, options, {}
+    labelled, unlabelled = split_labelled(train_data, fraction=args.labelled_fraction, count=args.labelled,
+                                          seed=args.seed)
+    meta = {"split": {"seed": args.seed, "num_samples": len(train_data), "labelled_indices": labelled.indices.tolist()}}
+    if args.method == "semi":
+        total_steps = epochs * steps_in_epoch(len(labelled), batch_size)
+        options.update(unlabelled=unlabelled, semi_start_step=semi_warmup_steps(total_steps), seed=args.seed)
+        options.update({key: value for key, value in (("lambda_semi", args.lambda_semi), ("t_semi", args.t_semi),
+                                                      ("confidence", args.confidence)) if value is not None})
+    return labelled, options, meta
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``segan train``: build data, U-Net and strategy, train, print the validation scores."""
     import torch
@@ -222,13 +281,16 @@ def run_train(args: argparse.Namespace) -> int:
     train_data = _build_data(data_options, "train", args.device)
     val_data = _build_data(data_options, "val", args.device)
     num_classes = int(train_data.num_classes)
+    preprocess = preprocessing_of(train_data)  # what segan predict does to new images (before any split)
+    train_data, options, split_meta = _semi_supervised_setup(args, train_data, opts["epochs"], opts["batch_size"])
+    if args.method == "semi" and args.loss is None:
+        opts["loss"] = "ce"  # Hung et al.'s labelled term
     model = {"name": "unet", "in_channels": int(getattr(train_data, "in_channels", 3)),
              "n_classes": 1 if num_classes == 2 and data_options["binary"] else num_classes,
              "base_channels": opts["base_channels"], "depth": opts["depth"], "batch_norm": opts["batch_norm"]}
     seed_everything(args.seed)  # the initial weights depend on the seed only
     segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
                      depth=model["depth"], batch_norm=model["batch_norm"])
-    options = {}
     if opts["cosine"] and args.method == "supervised":  # anneal to 0 over the whole run
         options["cosine_steps"] = opts["epochs"] * steps_in_epoch(len(train_data), opts["batch_size"])
     strategy = build_strategy(args.method, segmentor, in_channels=model["in_channels"], num_classes=num_classes,
@@ -240,7 +302,7 @@ def run_train(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                          num_workers=args.num_workers, tensorboard_dir=tensorboard_dir)
     meta = {"model": model, "dataset": data_options, "in_channels": model["in_channels"], "loss": opts["loss"],
-            "preprocess": preprocessing_of(train_data)}  # what segan predict does to new images
+            "preprocess": preprocess, **split_meta}
     trainer = Trainer(strategy, train_data, val_data, num_classes=num_classes, config=config, meta=meta)
     resume = None if args.resume is None else (args.resume or out / "last.pt")
     history = trainer.fit(resume_from=resume)

@@ -6,3 +6,4 @@ from segan_lib.data.cityscapes import CityscapesSegmentation
 from segan_lib.data.ade20k import ADE20KSegmentation
 from segan_lib.data.registry import DATASET_NAMES, build_dataset
 from segan_lib.data.export import export_synthshapes
+from segan_lib.data.split import LabelledSubset, UnlabelledImages, split_labelled

@@ -1,4 +1,5 @@
-"""Segmentation losses: pixel-wise ones (:mod:`.pixel`) and adversarial ones (:mod:`.adversarial`).
+"""Segmentation losses: pixel-wise ones (:mod:`.pixel`), adversarial ones (:mod:`.adversarial`)
+and those of semi-supervised adversarial training (:mod:`.semi`).
 
 All take logits ``(B, K, H, W)`` (``K == 1``: binary, sigmoid) and int64 targets ``(B, H, W)``
 where a pixel equal to ``ignore_index`` (default 255) counts nowhere. Pick a pixel loss by
@@ -24,6 +25,7 @@ from segan_lib.losses.pixel import (
     get_pixel_loss,
     soft_dice_loss,
 )
+from segan_lib.losses.semi import pseudo_labels, self_training_loss, softmax_confidence, spatial_bce_loss
 
 __all__ = [
     "GAN_MODES",
@@ -40,6 +42,10 @@ __all__ = [
     "label_maps",
     "mask_images",
     "multiscale_l1_loss",
+    "pseudo_labels",
     "segmentation_probs",
+    "self_training_loss",
     "soft_dice_loss",
+    "softmax_confidence",
+    "spatial_bce_loss",
 ]

@@ -1,6 +1,6 @@
 """Critics and discriminators for adversarial segmentation.
 
-Read top to bottom: shared building blocks, then three networks.
+Read top to bottom: shared building blocks, then four networks.
 
 * :class:`SeganCritic` -- SegAN's critic (Xue et al., Neuroinformatics 2018): a strided
   convolutional encoder that returns the features of *every* layer (the input included),
@@ -10,6 +10,8 @@ Read top to bottom: shared building blocks, then three networks.
   Networks", 2016: one real/fake score per image.
 * :class:`PatchGANDiscriminator` -- pix2pix's PatchGAN (Isola et al., CVPR 2017): one score
   per overlapping patch (70x70 receptive field with the default three strided layers).
+* :class:`ConfidenceMapDiscriminator` -- the fully-convolutional discriminator of Hung, Tsai,
+  Liou, Lin and Yang (BMVC 2018) on label maps alone: one confidence logit per pixel.
 
 All take one tensor ``(B, C_in, H, W)`` (the caller builds it, see
 ``segan_lib.losses.adversarial.encode_pair`` and ``mask_images``) and return raw scores,
@@ -20,6 +22,7 @@ normalisation (Miyato et al., ICLR 2018), which bounds each layer's Lipschitz co
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -223,3 +226,49 @@ class PatchGANDiscriminator(nn.Module):
                 f"got spatial size {tuple(x.shape[2:])}"
             )
         return self.model(x)  # (B, 1, H', W')
+
+
+class ConfidenceMapDiscriminator(nn.Module):
+    """Hung et al.'s fully-convolutional discriminator: label maps ``(B, K, H, W)`` -> a
+    confidence logit per pixel ``(B, 1, H, W)``.
+
+    Hung, Tsai, Liou, Lin and Yang, "Adversarial Learning for Semi-Supervised Semantic
+    Segmentation", BMVC 2018 (arXiv 1802.07934), and their code hfslyc/AdvSemiSeg
+    (``model/discriminator.py``): ``depth`` 4x4 stride-2 convs with
+    ``base * 2**i`` channels (capped at 8x) and LeakyReLU(0.2), then a 4x4 stride-2 conv to one
+    channel without activation; the defaults give the paper's {64, 128, 256, 512, 1}. The
+    coarse map ``(B, 1, H / 2**(depth+1), W / 2**(depth+1))`` is upsampled bilinearly to the
+    input size (``align_corners=True``, as in the authors' ``train.py``). The input
+    is a label map only, never the image: the one-hot truth or the segmentor's class
+    probabilities. ``sigmoid`` of the output is the confidence that a pixel's label
+    distribution comes from the ground truth. No normalisation layer, so a pixel's score does
+    not depend on the rest of the batch. Weights start from N(0, 0.02) like the other networks
+    of this file (the authors' code keeps PyTorch's default initialisation). H and W must be
+    at least ``2**(depth+1)``. Use a small ``base_channels`` (e.g. 4 to 16) for CPU runs.
+    """
+
+    def __init__(self, in_channels: int, *, base_channels: int = 64, depth: int = 4) -> None:
+        super().__init__()
+        check_positive("in_channels", in_channels)
+        check_positive("base_channels", base_channels)
+        check_positive("depth", depth)
+        self.in_channels, self.depth = in_channels, depth
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(depth):
+            out = _width(base_channels, i)
+            layers += [_conv(channels, out, 4, 2), nn.LeakyReLU(0.2)]
+            channels = out
+        layers.append(_conv(channels, 1, 4, 2))  # the confidence logits, no activation
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image("x", x, self.in_channels)
+        smallest = 2 ** (self.depth + 1)
+        if min(x.shape[2:]) < smallest:
+            raise ValueError(
+                f"x must be at least {smallest}x{smallest} for a ConfidenceMapDiscriminator with depth={self.depth}, "
+                f"got spatial size {tuple(x.shape[2:])}"
+            )
+        coarse = self.model(x)  # (B, 1, H / 2**(depth+1), W / 2**(depth+1))
+        return F.interpolate(coarse, size=x.shape[2:], mode="bilinear", align_corners=True)  # (B, 1, H, W)

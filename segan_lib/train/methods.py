@@ -5,6 +5,8 @@
   L1 loss of Xue et al. (Neuroinformatics, 2018).
 * ``hybrid``: ``segan_lib.train.hybrid.HybridStrategy``, pixel loss + adversarial term of
   Luc et al. (arXiv 1611.08408, NeurIPS 2016 workshop).
+* ``semi``: ``segan_lib.train.semi.SemiStrategy``, semi-supervised adversarial training of
+  Hung et al. (BMVC 2018); needs ``unlabelled`` and ``semi_start_step`` in ``options``.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from segan_lib._checks import check_choice, check_positive
 from segan_lib.train.strategy import Strategy
 from segan_lib.train.supervised import SupervisedStrategy
 
-METHODS: tuple[str, ...] = ("supervised", "segan", "hybrid")
+METHODS: tuple[str, ...] = ("supervised", "segan", "hybrid", "semi")
 _ADVERSARIAL = {"segan": ("segan_lib.train.segan", "SeganStrategy"),
-                "hybrid": ("segan_lib.train.hybrid", "HybridStrategy")}
+                "hybrid": ("segan_lib.train.hybrid", "HybridStrategy"),
+                "semi": ("segan_lib.train.semi", "SemiStrategy")}
 DEFAULT_SUPERVISED_LR = 1e-3
 
 
@@ -43,7 +46,7 @@ def build_strategy(method: str, segmentor: nn.Module, *, in_channels: int, num_c
         num_classes: label classes (2 for a binary sigmoid segmentor).
         lr: learning rate; None takes the method's default (1e-3 for supervised).
         loss: pixel loss name (``segan_lib.losses.PIXEL_LOSSES``), the whole loss for
-            ``supervised`` and the pixel term for ``segan`` / ``hybrid``.
+            ``supervised`` and the pixel term for ``segan`` / ``hybrid`` / ``semi``.
         options: further keyword arguments of the method's strategy class, e.g.
             ``cosine_steps`` of :class:`SupervisedStrategy` or ``lambda_adv`` of ``HybridStrategy``.
     """
