@@ -21,7 +21,8 @@ JUMPS_PER_ROUND = 4  # more jumps, fewer rounds: 4 roughly halves the rounds of 
 def _check_maps(members: object) -> Tensor:
     members = check_tensor("members", members)
     if members.dim() != 3 or members.dtype != torch.bool:
-        raise ValueError(f"members must be a bool tensor (N, H, W), got {members.dtype} of shape {tuple(members.shape)}")
+        raise ValueError(f"members must be a bool tensor (N, H, W), got {members.dtype} of shape "
+                         f"{tuple(members.shape)}")
     return members
 
 
