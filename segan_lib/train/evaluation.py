@@ -1,4 +1,4 @@
-"""Validation: Dice, IoU and pixel accuracy of a segmentor over a whole dataset."""
+"""Validation: Dice, IoU, pixel accuracy and the structure metrics of a segmentor over a whole dataset."""
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +23,8 @@ def evaluate_segmentation(
     channels_last: bool = False,
     num_workers: int = 0,
 ) -> dict[str, Tensor | float]:
-    """``SegmentationMetrics.compute()`` of ``predict_logits`` over every sample of ``data``.
+    """``SegmentationMetrics.compute()`` and ``StructureMetrics.compute()`` of ``predict_logits``
+    over every sample of ``data``.
 
     Args:
         predict_logits: images ``(B, C, H, W)`` -> logits ``(B, K, H, W)`` (``K = num_classes``,
@@ -34,14 +35,18 @@ def evaluate_segmentation(
         num_classes: label classes ``K >= 2`` (2 for a binary sigmoid model).
 
     Returns:
-        ``{"dice": (K,), "iou": (K,), "mean_dice", "mean_iou", "pixel_accuracy"}``; the means
-        run over the foreground classes ``1..K-1`` (see :mod:`segan_lib.metrics`). The
-        confusion matrix is streamed on ``device`` and read back once, at the end.
+        ``{"dice": (K,), "iou": (K,), "mean_dice", "mean_iou", "pixel_accuracy"}`` and the
+        structure metrics ``{"boundary_f1", "hd95", "topology_error", "component_error",
+        "hole_error": (K,), "mean_boundary_f1", "mean_hd95", "mean_topology_error"}``; the means
+        run over the foreground classes ``1..K-1`` (see :mod:`segan_lib.metrics`). Both are
+        streamed on ``device``; the confusion matrix is read back once, at the end.
     """
-    from segan_lib.metrics import SegmentationMetrics
+    from segan_lib.metrics import SegmentationMetrics, StructureMetrics
 
     device = torch.device(device)
-    metrics = SegmentationMetrics(num_classes, ignore_index=getattr(data, "ignore_index", 255), device=device)
+    ignore_index = getattr(data, "ignore_index", 255)
+    metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, device=device)
+    structure = StructureMetrics(num_classes, ignore_index=ignore_index, device=device)
     # On CUDA the per-batch label/NaN checks would each stall the GPU; the result is read once.
     checks = value_checks(False) if device.type == "cuda" else contextlib.nullcontext()
     with checks:
@@ -49,5 +54,7 @@ def evaluate_segmentation(
             if len(batch) != 2:
                 raise ValueError(f"evaluation data must yield (image, mask) pairs, got {len(batch)} item(s)")
             images, masks = to_device(batch, device, channels_last)
-            metrics.update(predict_logits(images), masks)
-    return metrics.compute()
+            logits = predict_logits(images)
+            metrics.update(logits, masks)
+            structure.update(logits, masks)
+    return {**metrics.compute(), **structure.compute()}

@@ -1,4 +1,4 @@
-"""Segmentation metrics: confusion matrix, per-class Dice and IoU, streamed over batches.
+"""Overlap metrics: confusion matrix, per-class Dice and IoU, streamed over batches.
 
 Everything goes through one ``(K, K)`` confusion matrix (rows = true class, columns =
 predicted class), counted over the valid pixels only: a pixel whose target is
@@ -18,7 +18,8 @@ from torch import Tensor
 from segan_lib._checks import check_logits, check_mask, check_tensor
 
 
-def _check_num_classes(num_classes: int) -> None:
+def check_num_classes(num_classes: int) -> None:
+    """``ValueError`` naming ``num_classes`` unless it is an int >= 2 (not a bool)."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ValueError(
             f"num_classes must be an int >= 2 (label classes; 2 for a binary model with one sigmoid "
@@ -42,7 +43,7 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, *, ignore_i
     ``torch.bincount`` reads the largest code back to the host on CUDA. Ignored pixels go to
     an extra bin ``K * K`` that is dropped, so no boolean indexing (another host sync) is needed.
     """
-    _check_num_classes(num_classes)
+    check_num_classes(num_classes)
     pred = check_mask("pred", pred, num_classes, ignore_index=None)
     target = check_mask("target", target, num_classes, ignore_index)
     if pred.shape != target.shape:
@@ -102,6 +103,28 @@ def logits_to_pred(logits: Tensor) -> Tensor:
     return logits.argmax(dim=1)  # (B, H, W)
 
 
+def prediction_from(logits_or_pred: Tensor, num_classes: int) -> Tensor:
+    """Classes ``(B, H, W)`` int64 from logits ``(B, K, H, W)`` (through :func:`logits_to_pred`) or
+    from a prediction ``(B, H, W)`` (returned as given); what every metric's ``update`` accepts.
+
+    ``K`` must be ``num_classes``, or 1 (a sigmoid) when ``num_classes == 2``.
+    """
+    x = check_tensor("logits_or_pred", logits_or_pred)
+    if x.dim() == 4:
+        channels = x.shape[1]
+        if channels != num_classes and not (channels == 1 and num_classes == 2):
+            raise ValueError(
+                f"logits_or_pred has {channels} channels but the metrics count {num_classes} classes "
+                f"(expected {num_classes} channels, or 1 when num_classes == 2)"
+            )
+        return logits_to_pred(x)
+    if x.dim() == 3:
+        return x
+    raise ValueError(
+        f"logits_or_pred must be logits (B, K, H, W) or a prediction (B, H, W), got shape {tuple(x.shape)}"
+    )
+
+
 class SegmentationMetrics:
     """Dice, IoU and pixel accuracy accumulated over batches in one confusion matrix.
 
@@ -118,7 +141,7 @@ class SegmentationMetrics:
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, device: str | torch.device = "cpu") -> None:
-        _check_num_classes(num_classes)
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.device = torch.device(device)
@@ -137,21 +160,7 @@ class SegmentationMetrics:
                 prediction ``(B, H, W)`` int64.
             target: ``(B, H, W)`` int64 labels or ``ignore_index``.
         """
-        x = check_tensor("logits_or_pred", logits_or_pred)
-        if x.dim() == 4:
-            channels = x.shape[1]
-            if channels != self.num_classes and not (channels == 1 and self.num_classes == 2):
-                raise ValueError(
-                    f"logits_or_pred has {channels} channels but the metrics count {self.num_classes} classes "
-                    f"(expected {self.num_classes} channels, or 1 when num_classes == 2)"
-                )
-            pred = logits_to_pred(x)
-        elif x.dim() == 3:
-            pred = x
-        else:
-            raise ValueError(
-                f"logits_or_pred must be logits (B, K, H, W) or a prediction (B, H, W), got shape {tuple(x.shape)}"
-            )
+        pred = prediction_from(logits_or_pred, self.num_classes)
         counts = confusion_matrix(pred, target, self.num_classes, ignore_index=self.ignore_index)
         self.confusion += counts.to(self.device)
 
