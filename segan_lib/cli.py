@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segan_lib.losses import PIXEL_LOSSES
+from segan_lib.models.unet import UNet
 from segan_lib.train.methods import METHODS
 
 DATASETS = ("synth", "folders", "voc", "cityscapes", "ade20k")
@@ -194,12 +195,18 @@ def format_scores(scores: dict, class_names: Sequence[str], split: str = "valida
     return "\n".join(lines)
 
 
+def build_unet(model: dict) -> UNet:
+    """The U-Net of ``meta["model"]`` (``name, in_channels, num_classes, base_channels, depth,
+    batch_norm``): what ``segan train`` trains and ``segan eval`` rebuilds from a checkpoint."""
+    return UNet(model["in_channels"], model["num_classes"], base_channels=model["base_channels"],
+                depth=model["depth"], batch_norm=model.get("batch_norm", False))
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``segan train``: build data, U-Net and strategy, train, print the validation scores."""
     import torch
 
     from segan_lib.course import seed_everything
-    from segan_lib.models.unet import UNet
     from segan_lib.train import TrainConfig, Trainer, build_strategy
     from segan_lib.train.batches import steps_in_epoch
 
@@ -214,11 +221,10 @@ def run_train(args: argparse.Namespace) -> int:
     val_data = _build_data(data_options, "val", args.device)
     num_classes = int(train_data.num_classes)
     model = {"name": "unet", "in_channels": int(getattr(train_data, "in_channels", 3)),
-             "n_classes": 1 if num_classes == 2 and data_options["binary"] else num_classes,
+             "num_classes": 1 if num_classes == 2 and data_options["binary"] else num_classes,
              "base_channels": opts["base_channels"], "depth": opts["depth"], "batch_norm": opts["batch_norm"]}
     seed_everything(args.seed)  # the initial weights depend on the seed only
-    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
-                     depth=model["depth"], batch_norm=model["batch_norm"])
+    segmentor = build_unet(model)
     options = {}
     if opts["cosine"] and args.method == "supervised":  # anneal to 0 over the whole run
         options["cosine_steps"] = opts["epochs"] * steps_in_epoch(len(train_data), opts["batch_size"])
@@ -245,7 +251,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """``segan eval``: rebuild the U-Net from the checkpoint's meta and score a split."""
     import torch
 
-    from segan_lib.models.unet import UNet
     from segan_lib.train.checkpoint import CheckpointError, load_checkpoint
     from segan_lib.train.evaluation import evaluate_segmentation
     from segan_lib.train.hardware import resolve_amp, resolve_device
@@ -259,8 +264,7 @@ def run_eval(args: argparse.Namespace) -> int:
     stored = meta["dataset"]
     data_options = _dataset_options(args, stored["size"], args.n or stored.get("n"), stored)
     data = _build_data(data_options, args.split, args.device)
-    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
-                     depth=model["depth"], batch_norm=model.get("batch_norm", False))
+    segmentor = build_unet(model)
     try:
         segmentor.load_state_dict(payload["strategy"]["nets"]["segmentor"])
     except (RuntimeError, KeyError) as error:

@@ -36,18 +36,6 @@ RECORDING = Path(__file__).parent / "data" / "method_fingerprints.json"
 STEPS = 3
 
 
-# The names the code had when the numbers were recorded (the recording uses today's names).
-OLD_OPTIONS = {"hybrid": {"critic_base_channels": "disc_base_channels", "critic_depth": "disc_depth",
-                          "critic_lr": "disc_lr"},
-               "gan": {"n_critic": "d_steps", "critic_lr": "lr_d"}}
-OLD_LOG_KEYS = {"loss_d": "loss_discriminator", "loss_g": "loss_generator", "d_real_acc": "d_acc_real",
-                "d_fake_acc": "d_acc_fake"}
-
-
-def _old_spelling(method: str, options: dict) -> dict:
-    return {OLD_OPTIONS.get(method, {}).get(key, key): value for key, value in options.items()}
-
-
 def _unet(num_classes: int) -> UNet:
     course.seed_everything(0)
     return UNet(3, num_classes, base_channels=4, depth=2, batch_norm=True)
@@ -59,7 +47,7 @@ def _adversarial(method: str, *, binary: bool = False, **options: object) -> tup
     if method != "supervised":
         options = {"critic_base_channels": 4, "critic_depth": 2, **options}
     strategy = build_strategy(method, _unet(1 if binary else 4), in_channels=3, num_classes=data.num_classes,
-                              **_old_spelling(method, options))
+                              **options)
     return strategy, data
 
 
@@ -67,9 +55,8 @@ def _gan(real_from: str, **options: object) -> tuple[object, object]:
     torch.manual_seed(0)
     if real_from == "inputs":
         strategy = GANStrategy(ToyGenerator(hidden=8, n_hidden=2), ToyDiscriminator(hidden=8, n_hidden=2),
-                               lr=1e-3, **_old_spelling("gan", options))
+                               lr=1e-3, **options)
         return strategy, GaussianMixture2D.ring(n=4 * STEPS)
-    options = _old_spelling("gan", options)
     strategy = GANStrategy(MaskGenerator(z_dim=8, size=16, widths=(8, 4)), MaskDiscriminator(size=16, widths=(4, 8)),
                            real_from="masks", **options)
     return strategy, SynthShapes(4 * STEPS, size=16, seed=0, binary=True)
@@ -112,8 +99,7 @@ def run_case(name: str) -> dict:
         history = Trainer(strategy, data, config=config).fit()
     finally:
         torch.set_num_threads(threads)
-    losses = {OLD_LOG_KEYS.get(key, key): list(values) for key, values in history.to_dict().items()
-              if key not in ("step", "epoch")}
+    losses = {key: list(values) for key, values in history.to_dict().items() if key not in ("step", "epoch")}
     weights: dict[str, float] = {}
     for net_name in strategy.nets:
         state = strategy.unwrapped(net_name).state_dict()
