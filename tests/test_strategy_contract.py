@@ -167,7 +167,9 @@ def test_segmentor_and_unwrapped():
 
 def test_check_batch_runs_the_segmentors_own_input_check():
     strategy = TwoNets()
-    strategy.check_batch(torch.zeros(2, 2, 3, 3), None)  # a bare conv has no check_input: nothing to do
+    strategy.check_batch(torch.zeros(2, 2, 3, 3), None)  # a bare conv has no check_input: the shape only
+    with pytest.raises(ValueError, match=r"images must have shape \(B, C, H, W\)"):
+        strategy.check_batch(torch.zeros(2, 3, 3), None)
     strategy.nets["segmentor"] = UNet(2, 3, base_channels=2, depth=2)
     strategy.check_batch(torch.zeros(2, 2, 8, 8), None)
     with pytest.raises(ValueError, match=r"divisible by 2\*\*depth = 4"):

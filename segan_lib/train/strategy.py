@@ -29,6 +29,8 @@ import contextlib
 import torch
 from torch import nn
 
+from segan_lib._checks import check_image
+
 
 def unwrap(module: nn.Module) -> nn.Module:
     """The bare module behind a DDP or ``torch.compile`` wrapper."""
@@ -78,9 +80,14 @@ class Strategy:
 
     def check_batch(self, images: torch.Tensor, masks: torch.Tensor | None) -> None:
         """Raise ``ValueError`` if a batch does not fit the networks; the engine calls it once,
-        on the first batch of a run. Here: the segmentor's ``check_input`` if it has one
-        (the U-Net's checks channels and that H, W are divisible by ``2**depth``)."""
-        check_input = getattr(self.unwrapped("segmentor"), "check_input", None) if "segmentor" in self.nets else None
+        on the first batch of a run. Here, for a method with a segmentor: images are a float
+        ``(B, C, H, W)`` batch, and the segmentor's ``check_input`` passes if it has one (the
+        U-Net's checks the channels and that H, W are divisible by ``2**depth``). Nothing for
+        other methods: a method with more to check extends it."""
+        if "segmentor" not in self.nets:
+            return
+        check_image("images", images)
+        check_input = getattr(self.unwrapped("segmentor"), "check_input", None)
         if check_input is not None:
             check_input(images)
 
