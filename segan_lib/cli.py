@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segan_lib.losses import PIXEL_LOSSES
+from segan_lib.models.unet import UNet
 from segan_lib.train.methods import METHODS
 
 DATASETS = ("synth", "folders", "voc", "cityscapes", "ade20k")
@@ -278,13 +279,19 @@ def _semi_supervised_setup(args: argparse.Namespace, train_data: object, epochs:
     return labelled, options, meta
 
 
+def build_unet(model: dict) -> UNet:
+    """The U-Net of ``meta["model"]`` (``name, in_channels, num_classes, base_channels, depth,
+    batch_norm``): what ``segan train`` trains and ``segan eval`` rebuilds from a checkpoint."""
+    return UNet(model["in_channels"], model["num_classes"], base_channels=model["base_channels"],
+                depth=model["depth"], batch_norm=model.get("batch_norm", False))
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``segan train``: build data, U-Net and strategy, train, print the validation scores."""
     import torch
 
     from segan_lib.course import seed_everything
     from segan_lib.data.preprocess import preprocessing_of
-    from segan_lib.models.unet import UNet
     from segan_lib.train import TrainConfig, Trainer, build_strategy
     from segan_lib.train.batches import steps_in_epoch
     from segan_lib.train.tensorboard import require_tensorboard
@@ -305,12 +312,11 @@ def run_train(args: argparse.Namespace) -> int:
     train_data, options, split_meta = _semi_supervised_setup(args, train_data, opts["epochs"], opts["batch_size"])
     if args.method == "semi" and args.loss is None:
         opts["loss"] = "ce"  # Hung et al.'s labelled term
-    model = {"name": "unet", "in_channels": int(getattr(train_data, "in_channels", 3)),
-             "n_classes": 1 if num_classes == 2 and data_options["binary"] else num_classes,
+    model = {"name": "unet", "in_channels": int(preprocess["in_channels"]),
+             "num_classes": 1 if num_classes == 2 and data_options["binary"] else num_classes,
              "base_channels": opts["base_channels"], "depth": opts["depth"], "batch_norm": opts["batch_norm"]}
     seed_everything(args.seed)  # the initial weights depend on the seed only
-    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
-                     depth=model["depth"], batch_norm=model["batch_norm"])
+    segmentor = build_unet(model)
     if opts["cosine"] and args.method == "supervised":  # anneal to 0 over the whole run
         options["cosine_steps"] = opts["epochs"] * steps_in_epoch(len(train_data), opts["batch_size"])
     strategy = build_strategy(args.method, segmentor, in_channels=model["in_channels"], num_classes=num_classes,
@@ -338,7 +344,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """``segan eval``: rebuild the U-Net from the checkpoint's meta and score a split."""
     import torch
 
-    from segan_lib.models.unet import UNet
     from segan_lib.train.checkpoint import CheckpointError, load_checkpoint
     from segan_lib.train.evaluation import evaluate_segmentation
     from segan_lib.train.hardware import resolve_amp, resolve_device
@@ -352,8 +357,7 @@ def run_eval(args: argparse.Namespace) -> int:
     stored = meta["dataset"]
     data_options = _dataset_options(args, stored["size"], args.n or stored.get("n"), stored)
     data = _build_data(data_options, args.split, args.device)
-    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
-                     depth=model["depth"], batch_norm=model.get("batch_norm", False))
+    segmentor = build_unet(model)
     try:
         segmentor.load_state_dict(payload["strategy"]["nets"]["segmentor"])
     except (RuntimeError, KeyError) as error:

@@ -20,15 +20,17 @@ from segan_lib.widgets import PngFallback, figure_png
 
 def check_snapshots(snapshots: object) -> Sequence[Mapping]:
     """Snapshots as ``GANSnapshots.snapshots`` makes them: a non-empty list of dicts with
-    ``"step"``, ``"samples"`` and ``"logs"`` (holding ``"loss_d"`` and ``"loss_g"``), steps increasing."""
+    ``"step"``, ``"samples"`` and ``"logs"`` (holding ``"loss_discriminator"`` and
+    ``"loss_generator"``), steps increasing."""
     if not isinstance(snapshots, Sequence) or len(snapshots) == 0:
         raise ValueError(f"snapshots must be a non-empty list of snapshot dicts, got {snapshots!r:.80}")
     for i, snap in enumerate(snapshots):
         missing = {"step", "samples", "logs"} - set(snap) if isinstance(snap, Mapping) else {"a dict"}
         if missing:
             raise ValueError(f"snapshots[{i}] lacks {sorted(missing)}")
-        if not {"loss_d", "loss_g"} <= set(snap["logs"]):
-            raise ValueError(f"snapshots[{i}]['logs'] must hold 'loss_d' and 'loss_g', got {sorted(snap['logs'])}")
+        if not {"loss_discriminator", "loss_generator"} <= set(snap["logs"]):
+            raise ValueError(f"snapshots[{i}]['logs'] must hold 'loss_discriminator' and 'loss_generator', "
+                             f"got {sorted(snap['logs'])}")
     steps = [s["step"] for s in snapshots]
     if any(b <= a for a, b in zip(steps, steps[1:])):
         raise ValueError(f"snapshot steps must increase, got {steps[:10]}")
@@ -38,8 +40,8 @@ def check_snapshots(snapshots: object) -> Sequence[Mapping]:
 def snapshot_label(snapshots: Sequence[Mapping], index: int) -> str:
     """The text over the picture: step and the two losses of snapshot ``index``."""
     snap = snapshots[index]
-    return (f"step {snap['step']}: loss of D {snap['logs']['loss_d']:.3f}, "
-            f"loss of G {snap['logs']['loss_g']:.3f}")
+    return (f"step {snap['step']}: loss of D {snap['logs']['loss_discriminator']:.3f}, "
+            f"loss of G {snap['logs']['loss_generator']:.3f}")
 
 
 def update_snapshot_view(fig: Figure, snapshots: Sequence[Mapping], index: int, *,

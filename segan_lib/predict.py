@@ -74,7 +74,7 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
     segmentor, no U-Net description (``meta["model"]``, written by ``segan train``) or no
     usable preprocessing, and ``FileNotFoundError`` when it does not exist.
     """
-    from segan_lib.models.unet import UNet
+    from segan_lib.cli import build_unet
 
     payload = load_checkpoint(path)
     meta, nets = payload["meta"], payload["strategy"]["nets"]
@@ -86,8 +86,7 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise CheckpointError(f"checkpoint {path} has no U-Net description (meta['model']) to rebuild the segmentor "
                               "from; use a checkpoint written by segan train")
     preprocess = stored_preprocessing(meta, path)
-    segmentor = UNet(model["in_channels"], model["n_classes"], base_channels=model["base_channels"],
-                     depth=model["depth"], batch_norm=model.get("batch_norm", False))
+    segmentor = build_unet(model)
     try:
         segmentor.load_state_dict(nets["segmentor"])
     except RuntimeError as error:

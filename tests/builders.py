@@ -94,12 +94,13 @@ def adversarial_trainer(method: str, checkpoint_dir: str | Path | None = None, *
     segmentor = UNet(3, 4, base_channels=4, depth=2, batch_norm=True)
     if method == "segan":
         strategy = (strategy_class or SeganStrategy)(
-            segmentor, in_channels=3, num_classes=4, critic_base_channels=4, critic_depth=2,
-            **{"dice_weight": 1.0, **options})
+            segmentor, in_channels=3, num_classes=4,
+            **{"critic_base_channels": 4, "critic_depth": 2, "dice_weight": 1.0, **options})
     else:
         strategy = (strategy_class or HybridStrategy)(
-            segmentor, in_channels=3, num_classes=4, disc_base_channels=4, disc_depth=2,
-            **{"discriminator": "patchgan", "encoding": "product", **options})
+            segmentor, in_channels=3, num_classes=4,
+            **{"critic_base_channels": 4, "critic_depth": 2, "discriminator": "patchgan", "encoding": "product",
+               **options})
     config = TrainConfig(epochs=epochs, batch_size=4, log_every=1, checkpoint_every=2, progress=False,
                          device="cpu", checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir))
     return Trainer(strategy, SynthShapes(16, size=16, seed=0), num_classes=4, config=config, callbacks=callbacks)

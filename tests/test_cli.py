@@ -98,7 +98,7 @@ def test_adversarial_method_on_binary_masks(tmp_path, capsys):
     assert "foreground" in capsys.readouterr().out
     saved = load_checkpoint(tmp_path / "last.pt", method="segan")
     assert set(saved["strategy"]["nets"]) == {"segmentor", "critic"}
-    assert saved["meta"]["model"]["n_classes"] == 1 and saved["meta"]["num_classes"] == 2  # one sigmoid channel
+    assert saved["meta"]["model"]["num_classes"] == 1 and saved["meta"]["num_classes"] == 2  # one sigmoid channel
 
 
 def test_runtime_errors_are_one_line_messages(tmp_path, capsys):

@@ -48,17 +48,18 @@ def test_segan_critic_batch_norm_uses_batch_statistics_and_keeps_no_state():
 
 def test_segan_critic_rejects_bad_input():
     critic = SeganCritic(3, depth=3)
+    critic.check_input(torch.randn(1, 3, 16, 24))  # fits: no error
     with pytest.raises(ValueError, match="divisible by 2\\*\\*depth = 8"):
-        critic(torch.randn(1, 3, 12, 16))
+        critic.check_input(torch.randn(1, 3, 12, 16))
     with pytest.raises(ValueError, match="must have 3 channels"):
-        critic(torch.randn(1, 4, 16, 16))
+        critic.check_input(torch.randn(1, 4, 16, 16))
 
 
 def test_luc_discriminator_gives_one_score_per_image():
     disc = LucDiscriminator(7, base_channels=8, depth=3)
     assert disc(torch.randn(3, 7, 40, 24)).shape == (3, 1)
     with pytest.raises(ValueError, match="must have 7 channels"):
-        disc(torch.randn(3, 6, 40, 24))
+        disc.check_input(torch.randn(3, 6, 40, 24))
 
 
 def test_patchgan_output_size_and_70_pixel_receptive_field():
@@ -82,8 +83,9 @@ def test_patchgan_norms_and_too_small_input():
         assert PatchGANDiscriminator(3, base_channels=4, norm=norm)(torch.randn(2, 3, 32, 32)).shape == (2, 1, 2, 2)
     with pytest.raises(ValueError, match="norm must be one of"):
         PatchGANDiscriminator(3, norm="layer")
+    PatchGANDiscriminator(3, base_channels=4).check_input(torch.randn(1, 3, 24, 24))  # one score: fits
     with pytest.raises(ValueError, match="at least 24x24"):
-        PatchGANDiscriminator(3, base_channels=4)(torch.randn(1, 3, 20, 20))
+        PatchGANDiscriminator(3, base_channels=4).check_input(torch.randn(1, 3, 20, 20))
 
 
 @pytest.mark.parametrize(

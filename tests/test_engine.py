@@ -11,7 +11,8 @@ from torch import nn
 
 from segan_lib.metrics import SegmentationMetrics
 from segan_lib.train import (
-    History, Strategy, SupervisedStrategy, TrainConfig, Trainer, TrainingDiverged, build_strategy, load_checkpoint,
+    METHODS, History, Strategy, SupervisedStrategy, TrainConfig, Trainer, TrainingDiverged, build_strategy,
+    load_checkpoint,
 )
 from segan_lib.train import hardware
 from segan_lib.train.batches import TrainBatches, epoch_permutation, eval_batches, steps_in_epoch
@@ -108,10 +109,10 @@ def test_history_logs_each_interval_and_epoch_end_and_each_validation():
 def test_history_pads_missing_keys_with_nan():
     history = History()
     history.append_train(1, 0.5, {"loss": 1.0})
-    history.append_train(2, 1.0, {"loss": 0.5, "loss_d": 2.0})
-    history.append_train(3, 1.5, {"loss_d": 1.0})
+    history.append_train(2, 1.0, {"loss": 0.5, "loss_discriminator": 2.0})
+    history.append_train(3, 1.5, {"loss_discriminator": 1.0})
     assert history["loss"][:2] == [1.0, 0.5] and math.isnan(history["loss"][2])
-    assert math.isnan(history["loss_d"][0]) and history["loss_d"][1:] == [2.0, 1.0]
+    assert math.isnan(history["loss_discriminator"][0]) and history["loss_discriminator"][1:] == [2.0, 1.0]
     history.append_val(2, 1, {"mean_dice": 0.5, "dice": torch.tensor([1.0, 0.5])})
     assert history["val_dice"] == [[1.0, 0.5]] and history["val_step"] == [2]
     assert History.from_dict(history.to_dict()) == history
@@ -129,11 +130,11 @@ def test_log_accumulator_averages_on_read_and_stops_on_nan():
     assert len(logs) == 0 and logs.read() == {}
     logs.add(2, {"loss": torch.tensor(1.0)})
     assert logs.read(reduce=lambda t: t * 4) == {"loss": 4.0}
-    logs.add(3, {"loss": torch.tensor(1.0), "loss_d": torch.tensor(float("inf"))})
+    logs.add(3, {"loss": torch.tensor(1.0), "loss_discriminator": torch.tensor(float("inf"))})
     logs.add(4, {"loss": torch.tensor(float("nan"))})
-    with pytest.raises(TrainingDiverged, match="'loss_d' is inf at step 3") as info:
+    with pytest.raises(TrainingDiverged, match="'loss_discriminator' is inf at step 3") as info:
         logs.read()
-    assert info.value.step == 3 and info.value.loss_name == "loss_d"
+    assert info.value.step == 3 and info.value.loss_name == "loss_discriminator"
     with pytest.raises(ValueError, match="0-d"):
         logs.add(5, {"loss": torch.ones(2)})
 
@@ -298,19 +299,21 @@ def test_cosine_learning_rate_follows_the_formula_and_reaches_the_optimizer():
         SupervisedStrategy(tiny_net(), ce, cosine_steps=0)
 
 
-def test_build_strategy_by_method(monkeypatch):
+def test_build_strategy_by_method():
     from segan_lib.models import UNet
-    from segan_lib.train import methods
+    from segan_lib.train.methods import STRATEGIES
 
     supervised = build_strategy("supervised", tiny_net(), in_channels=3, num_classes=2, lr=0.5, cosine_steps=10)
     assert isinstance(supervised, SupervisedStrategy) and supervised.lr == 0.5 and supervised.cosine_steps == 10
     for method in ("segan", "hybrid"):
         strategy = build_strategy(method, UNet(3, 2, base_channels=4, depth=1), in_channels=3, num_classes=2)
         assert strategy.name == method and "segmentor" in strategy.nets and len(strategy.nets) == 2
+        assert type(strategy) is STRATEGIES[method]
+    hybrid = build_strategy("hybrid", UNet(3, 2, base_channels=4, depth=1), in_channels=3, num_classes=2,
+                            n_critic=2, critic_lr=0.01, loss="ce")
+    assert (hybrid.n_critic, hybrid.critic_lr) == (2, 0.01)
     with pytest.raises(ValueError, match="method"):
         build_strategy("gan", tiny_net(), in_channels=3, num_classes=2)
     with pytest.raises(ValueError, match="lr"):
         build_strategy("supervised", tiny_net(), in_channels=3, num_classes=2, lr=-1.0)
-    monkeypatch.setitem(methods._ADVERSARIAL, "segan", ("segan_lib.train.not_there", "SeganStrategy"))
-    with pytest.raises(ImportError, match="segan_lib.train.not_there.SeganStrategy"):
-        build_strategy("segan", tiny_net(), in_channels=3, num_classes=2)
+    assert METHODS == tuple(STRATEGIES) == ("supervised", "segan", "hybrid")

@@ -34,13 +34,14 @@ def test_toy_gan_trains_on_the_engine_and_logs_both_players():
     snaps = GANSnapshots(torch.randn(50, 2), grid_extent=3.0, grid_size=8)
     strategy, history = toy_run(callbacks=[snaps])
     assert history["step"] == [4, 8, 12, 16]
-    for key in ("loss_d", "loss_g", "d_real_acc", "d_fake_acc"):
+    for key in ("loss_discriminator", "loss_generator", "d_acc_real", "d_acc_fake", "grad_norm_discriminator",
+                "grad_norm_generator"):
         assert len(history[key]) == 4 and all(math.isfinite(v) for v in history[key])
     assert [s["step"] for s in snaps.snapshots] == [4, 8, 12, 16]
     last = snaps.snapshots[-1]
     assert last["samples"].shape == (50, 2) and last["d_grid"].shape == (8, 8)
     assert bool(((last["d_grid"] >= 0) & (last["d_grid"] <= 1)).all())
-    assert last["logs"]["loss_d"] == history["loss_d"][-1]
+    assert last["logs"]["loss_discriminator"] == history["loss_discriminator"][-1]
     with torch.no_grad():
         assert torch.allclose(last["samples"], strategy.unwrapped("generator")(snaps.noise))
 
@@ -48,14 +49,15 @@ def test_toy_gan_trains_on_the_engine_and_logs_both_players():
 def test_same_seed_same_run():
     _, first = toy_run(seed=3)
     _, second = toy_run(seed=3)
-    assert first["loss_d"] == second["loss_d"] and first["loss_g"] == second["loss_g"]
+    assert first["loss_discriminator"] == second["loss_discriminator"]
+    assert first["loss_generator"] == second["loss_generator"]
 
 
 def test_resumed_gan_run_matches_an_unbroken_one(tmp_path):
     _, unbroken = toy_run(epochs=2)
     toy_run(epochs=1, checkpoint_dir=str(tmp_path))
     _, resumed = toy_run(epochs=2, checkpoint_dir=str(tmp_path), resume_from=tmp_path / "last.pt")
-    assert resumed["loss_g"] == unbroken["loss_g"]
+    assert resumed["loss_generator"] == unbroken["loss_generator"]
 
 
 def test_mask_gan_takes_binary_masks_and_snapshots_change_nothing():
@@ -68,7 +70,7 @@ def test_mask_gan_takes_binary_masks_and_snapshots_change_nothing():
     history = Trainer(watched, data, config=config, callbacks=[snaps]).fit()
     assert [s["step"] for s in snaps.snapshots] == [2]  # calls at steps 2 and 4; every=2 keeps the first
     assert snaps.snapshots[0]["samples"].shape == (6, 1, 16, 16)
-    assert len(history["loss_g"]) == 2
+    assert len(history["loss_generator"]) == 2
     for a, b in zip(plain.nets.state_dict().values(), watched.nets.state_dict().values()):
         assert torch.equal(a, b)  # eval-mode snapshots touch no batch-norm statistics
 
@@ -78,18 +80,23 @@ def test_masks_become_float_samples_and_bad_masks_are_refused():
     assert torch.equal(masks_as_samples(masks), torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]]))
     with pytest.raises(ValueError, match="outside 0..1"):
         masks_as_samples(torch.tensor([[[0, 2]]]))
-    with pytest.raises(ValueError, match="targets=None"):
-        mask_strategy().real_samples(torch.zeros(2, 3, 16, 16), None)
+    with pytest.raises(ValueError, match="targets=None"):  # checked once, on the first batch
+        mask_strategy().check_batch(torch.zeros(2, 3, 16, 16), None)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        mask_strategy().check_batch(torch.zeros(2, 3, 16, 16), torch.full((2, 16, 16), 3))
+    config = TrainConfig(epochs=1, batch_size=4, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="outside 0..1"):  # a 4-class dataset is no binary mask source
+        Trainer(mask_strategy(), SynthShapes(8, size=16), config=config).fit()
 
 
-def test_discriminator_step_leaves_g_alone_and_generator_step_leaves_d_alone():
+def test_critic_step_leaves_g_alone_and_generator_step_leaves_d_alone():
     strategy = GANStrategy(ToyGenerator(hidden=8), ToyDiscriminator(hidden=8))
     strategy.configure_optimizers()
     g, d = strategy.unwrapped("generator"), strategy.unwrapped("discriminator")
     g_before = [p.clone() for p in g.parameters()]
     d_before = [p.clone() for p in d.parameters()]
     fake = strategy.sample(16)
-    strategy.discriminator_step(torch.randn(16, 2), fake)
+    strategy.critic_step(torch.randn(16, 2), fake)
     assert all(torch.equal(a, b) for a, b in zip(g_before, g.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(d_before, d.parameters()))
     d_mid = [p.clone() for p in d.parameters()]
@@ -99,8 +106,8 @@ def test_discriminator_step_leaves_g_alone_and_generator_step_leaves_d_alone():
     assert all(p.requires_grad for p in d.parameters())
 
 
-def test_d_steps_discriminator_updates_per_generator_update():
-    strategy, _ = toy_run(epochs=1, d_steps=3)  # 8 engine steps
+def test_n_critic_discriminator_updates_per_generator_update():
+    strategy, _ = toy_run(epochs=1, n_critic=3)  # 8 engine steps
     assert int(strategy.optimizers["discriminator"].state_dict()["state"][0]["step"]) == 24
     assert int(strategy.optimizers["generator"].state_dict()["state"][0]["step"]) == 8
 
@@ -128,7 +135,7 @@ def test_saturating_generator_gradient_is_exp_d_times_the_non_saturating_one():
 def test_gan_strategy_rejects_bad_arguments_and_has_no_segmentor():
     g, d = ToyGenerator(), ToyDiscriminator()
     for kwargs, word in [({"loss": "wgan"}, "loss"), ({"real_from": "images"}, "real_from"),
-                         ({"d_steps": 0}, "d_steps"), ({"lr": -1.0}, "lr")]:
+                         ({"n_critic": 0}, "n_critic"), ({"critic_lr": 0.0}, "critic_lr"), ({"lr": -1.0}, "lr")]:
         with pytest.raises(ValueError, match=word):
             GANStrategy(g, d, **kwargs)
     with pytest.raises(ValueError, match="z_dim"):
@@ -143,7 +150,7 @@ def test_gan_strategy_rejects_bad_arguments_and_has_no_segmentor():
 
 
 def fake_snapshots(samples, n=3):
-    return [{"step": 10 * (i + 1), "samples": samples, "logs": {"loss_d": 1.0 + i, "loss_g": 0.5 * i}} for i in range(n)]
+    return [{"step": 10 * (i + 1), "samples": samples, "logs": {"loss_discriminator": 1.0 + i, "loss_generator": 0.5 * i}} for i in range(n)]
 
 
 def test_scrubber_update_draws_the_chosen_snapshot():

@@ -1,7 +1,7 @@
 """``segan_lib.train.hardware`` called directly, beyond ``test_engine.py`` and ``test_fast_path.py``:
 the device rules with CUDA faked present or absent, ``to_device`` on mixed batches, and the
-compile helpers (``compile_nets``, ``decompile_nets``, ``first_compiled_step``) without a real
-compiler: the first step's failure is raised by hand and must leave no trace."""
+compile helpers (``compile_nets``, ``decompile_nets``, ``with_eager_fallback`` with ``undo_step``)
+without a real compiler: the first step's failure is raised by hand and must leave no trace."""
 from __future__ import annotations
 
 import warnings
@@ -134,7 +134,7 @@ def test_a_failed_first_compiled_step_is_undone_and_run_again_in_eager_mode():
         return {"loss": loss}
 
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
-        logs, compiled = hardware.first_compiled_step(strategy, run_step)
+        logs, compiled = hardware.with_eager_fallback(strategy.nets, run_step, undo=hardware.undo_step(strategy))
     assert compiled is False and len(calls) == 2 and set(logs) == {"loss"}
     retry = calls[1]
     assert all(torch.equal(retry["weights"][k], start[k]) for k in start)  # weights restored
@@ -153,7 +153,7 @@ def test_a_successful_first_step_runs_once_and_other_errors_propagate():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        logs, compiled = hardware.first_compiled_step(strategy, run_step)
+        logs, compiled = hardware.with_eager_fallback(strategy.nets, run_step, undo=hardware.undo_step(strategy))
     assert compiled is True and len(calls) == 1 and set(logs) == {"loss"}
 
     def user_error() -> dict:
@@ -161,5 +161,5 @@ def test_a_successful_first_step_runs_once_and_other_errors_propagate():
         raise ValueError("logits must have shape (B, K, H, W)")
 
     with pytest.raises(ValueError, match="logits must have shape"):
-        hardware.first_compiled_step(strategy, user_error)
+        hardware.with_eager_fallback(strategy.nets, user_error, undo=hardware.undo_step(strategy))
     assert len(calls) == 2  # not retried: the user's error is not a compile failure

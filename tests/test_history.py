@@ -14,12 +14,12 @@ from segan_lib.train.history import History, LogAccumulator, TrainingDiverged
 
 
 def small_history() -> History:
-    """Three logging intervals (``loss_d`` missing from the first) and two evaluations."""
+    """Three logging intervals (``loss_discriminator`` missing from the first) and two evaluations."""
     history = History()
     history.append_train(2, 0.5, {"loss": 1.5})
     history.append_val(2, 0, {"mean_dice": 0.25, "dice": torch.tensor([1.0, 0.25])})
-    history.append_train(4, 1.0, {"loss": 1.0, "loss_d": 0.75})
-    history.append_train(6, 1.5, {"loss": 0.5, "loss_d": 0.5})
+    history.append_train(4, 1.0, {"loss": 1.0, "loss_discriminator": 0.75})
+    history.append_train(6, 1.5, {"loss": 0.5, "loss_discriminator": 0.5})
     history.append_val(6, 1, {"mean_dice": 0.5, "dice": torch.tensor([1.0, 0.5])})
     return history
 
@@ -37,7 +37,7 @@ def test_train_and_validation_families_are_padded_independently():
     history = small_history()
     assert history["step"] == [2, 4, 6] and history["epoch"] == [0.5, 1.0, 1.5]
     assert history["loss"] == [1.5, 1.0, 0.5]
-    assert math.isnan(history["loss_d"][0]) and history["loss_d"][1:] == [0.75, 0.5]
+    assert math.isnan(history["loss_discriminator"][0]) and history["loss_discriminator"][1:] == [0.75, 0.5]
     assert history["val_step"] == [2, 6] and history["val_epoch"] == [0, 1]  # not padded by the train rows
     assert history["val_mean_dice"] == [0.25, 0.5] and history["val_dice"] == [[1.0, 0.25], [1.0, 0.5]]
     assert history.last("loss") == 0.5 and history.last("val_dice") == [1.0, 0.5]
@@ -65,9 +65,9 @@ def test_json_round_trip_and_a_resumed_history_keeps_padding():
     history = small_history()
     restored = History.from_dict(json.loads(json.dumps(history.to_dict())))
     assert same_lists(restored, history)
-    restored.append_train(8, 2.0, {"loss_g": 0.25})  # a new loss after resuming
+    restored.append_train(8, 2.0, {"loss_generator": 0.25})  # a new loss after resuming
     assert restored["step"] == [2, 4, 6, 8] and math.isnan(restored["loss"][-1])
-    assert all(math.isnan(v) for v in restored["loss_g"][:3]) and restored["loss_g"][3] == 0.25
+    assert all(math.isnan(v) for v in restored["loss_generator"][:3]) and restored["loss_generator"][3] == 0.25
 
 
 @pytest.mark.parametrize("name", ["step", "epoch", "val_loss"])
@@ -79,8 +79,8 @@ def test_reserved_loss_names_are_refused_and_nothing_is_appended(name):
 
 
 def test_last_of_a_key_logged_nowhere_names_the_known_keys():
-    with pytest.raises(KeyError, match=r"history has no values for 'loss_g'; keys: \['epoch', 'loss', 'step'\]"):
-        History({"step": [1], "epoch": [0.5], "loss": [1.0]}).last("loss_g")
+    with pytest.raises(KeyError, match=r"history has no values for 'loss_generator'; keys: \['epoch', 'loss', 'step'\]"):
+        History({"step": [1], "epoch": [0.5], "loss": [1.0]}).last("loss_generator")
 
 
 def test_log_accumulator_accepts_numbers_and_integer_tensors_and_detaches():
@@ -99,15 +99,15 @@ def test_reduce_gets_the_steps_by_losses_table_in_first_seen_order():
         tables.append(table.clone())
         return table * 2.0
 
-    logs.add(5, {"loss_d": torch.tensor(1.0)})
-    logs.add(6, {"loss": torch.tensor(3.0), "loss_d": torch.tensor(5.0)})
+    logs.add(5, {"loss_discriminator": torch.tensor(1.0)})
+    logs.add(6, {"loss": torch.tensor(3.0), "loss_discriminator": torch.tensor(5.0)})
     logs.add(7, {"loss": torch.tensor(7.0)})
     means = logs.read(reduce=reduce)
-    # (3 steps, 2 losses), columns loss_d then loss; a loss a step did not log is 0 there.
+    # (3 steps, 2 losses), columns loss_discriminator then loss; a loss a step did not log is 0 there.
     assert torch.equal(tables[0], torch.tensor([[1.0, 0.0], [5.0, 3.0], [0.0, 7.0]]))
     assert tables[0].dtype == torch.float32
-    assert means == {"loss_d": 6.0, "loss": 10.0}  # means over the steps that logged each loss
-    assert list(means) == ["loss_d", "loss"]
+    assert means == {"loss_discriminator": 6.0, "loss": 10.0}  # means over the steps that logged each loss
+    assert list(means) == ["loss_discriminator", "loss"]
 
 
 def test_steps_without_logs_read_as_nothing_and_are_cleared():

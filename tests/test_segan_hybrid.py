@@ -45,11 +45,11 @@ STRATEGIES = {
         _unet(k), in_channels=3, num_classes=max(k, 2), critic_base_channels=4, dice_weight=1.0, pixel_loss="ce", **kw
     ),
     "hybrid_luc": lambda k, **kw: HybridStrategy(
-        _unet(k), in_channels=3, num_classes=max(k, 2), disc_base_channels=4, **kw
+        _unet(k), in_channels=3, num_classes=max(k, 2), critic_base_channels=4, **kw
     ),
     "hybrid_patch_product": lambda k, **kw: HybridStrategy(
-        _unet(k), in_channels=3, num_classes=max(k, 2), disc_base_channels=4, discriminator="patchgan",
-        disc_depth=2, encoding="product", gan_mode="lsgan", **kw,
+        _unet(k), in_channels=3, num_classes=max(k, 2), critic_base_channels=4, discriminator="patchgan",
+        critic_depth=2, encoding="product", gan_mode="lsgan", **kw,
     ),
 }
 
@@ -70,12 +70,12 @@ def _same(net: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
-def _critic_update(strategy, real_in, fake_in):
-    step = strategy.critic_step if isinstance(strategy, SeganStrategy) else strategy.discriminator_step
-    return step(real_in, fake_in)
+def _critic_name(strategy) -> str:
+    """The key of the second player: "critic" (SegAN) or "discriminator" (hybrid)."""
+    return "critic" if isinstance(strategy, SeganStrategy) else "discriminator"
 
 
-def _segmentor_update(strategy, logits, masks, real_in, fake_in):
+def _segmentor_step(strategy, logits, masks, real_in, fake_in):
     if isinstance(strategy, SeganStrategy):
         return strategy.segmentor_step(logits, masks, real_in, fake_in)
     return strategy.segmentor_step(logits, masks, fake_in)
@@ -86,14 +86,14 @@ def _segmentor_update(strategy, logits, masks, real_in, fake_in):
 @pytest.mark.parametrize("player", ["critic", "segmentor"])
 def test_each_update_moves_only_its_own_player(name, k, player):
     strategy = _make(name, k)
-    nets = {"critic": strategy.nets[strategy.critic_name], "segmentor": strategy.nets["segmentor"]}
+    nets = {"critic": strategy.nets[_critic_name(strategy)], "segmentor": strategy.nets["segmentor"]}
     images, masks = _batch(k)
     logits, real_in, fake_in = strategy.forward_pass(images, masks)
     before = {net_name: _snapshot(net) for net_name, net in nets.items()}
     if player == "critic":
-        logs = _critic_update(strategy, real_in, fake_in)
+        logs = strategy.critic_step(real_in, fake_in)
     else:
-        logs = _segmentor_update(strategy, logits, masks, real_in, fake_in)
+        logs = _segmentor_step(strategy, logits, masks, real_in, fake_in)
     other = "segmentor" if player == "critic" else "critic"
     assert not _same(nets[player], before[player])
     assert _same(nets[other], before[other])
@@ -133,7 +133,7 @@ def test_hybrid_logs_follow_the_formulas_of_luc_et_al():
     logits, real_in, fake_in = strategy.forward_pass(images, masks)
     with torch.no_grad():
         real, fake = strategy.nets["discriminator"](real_in), strategy.nets["discriminator"](fake_in)
-    logs = strategy.discriminator_step(real_in, fake_in)
+    logs = strategy.critic_step(real_in, fake_in)
     expected = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
     assert torch.allclose(logs["loss_discriminator"], expected, rtol=1e-5, atol=0)
     assert logs["d_acc_real"] == (real > 0).float().mean() and logs["d_acc_fake"] == (fake <= 0).float().mean()
@@ -166,7 +166,7 @@ def test_spectral_norm_critic_is_not_clipped():
 def test_n_critic_critic_updates_per_segmentor_update(name):
     strategy = _make(name, 4, n_critic=3)
     strategy.train_step(*_batch(4), step=0)
-    critic_opt, seg_opt = strategy.optimizers[strategy.critic_name], strategy.optimizers["segmentor"]
+    critic_opt, seg_opt = strategy.optimizers[_critic_name(strategy)], strategy.optimizers["segmentor"]
     first = lambda opt: opt.state[opt.param_groups[0]["params"][0]]["step"]  # noqa: E731
     assert int(first(critic_opt)) == 3 and int(first(seg_opt)) == 1
 
@@ -177,7 +177,7 @@ def test_train_step_logs_detached_scalars_and_both_players(name):
     logs = strategy.train_step(*_batch(4), step=0)
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in logs.values())
     assert all(math.isfinite(v.item()) for v in logs.values())
-    critic = strategy.critic_name
+    critic = _critic_name(strategy)
     assert {"loss", "loss_segmentor", f"loss_{critic}", "grad_norm_segmentor", f"grad_norm_{critic}"} <= set(logs)
     if critic == "discriminator":
         assert {"d_acc_real", "d_acc_fake", "loss_pixel", "loss_adv"} <= set(logs)
@@ -221,26 +221,39 @@ def test_learning_rates_default_to_lr_and_reach_the_optimisers():
     assert rates(SeganStrategy(_unet(4), in_channels=3, num_classes=4, lr=0.01, critic_lr=0.002)) == {
         "segmentor": 0.01, "critic": 0.002}
     hybrid = HybridStrategy(_unet(4), in_channels=3, num_classes=4, lr=0.01)
-    assert hybrid.disc_lr == 0.01 and rates(hybrid) == {"segmentor": 0.01, "discriminator": 0.01}
-    hybrid = HybridStrategy(_unet(4), in_channels=3, num_classes=4, disc_lr=0.002)
-    assert hybrid.disc_lr == 0.002 and rates(hybrid) == {"segmentor": 1e-3, "discriminator": 0.002}
+    assert hybrid.critic_lr == 0.01 and rates(hybrid) == {"segmentor": 0.01, "discriminator": 0.01}
+    hybrid = HybridStrategy(_unet(4), in_channels=3, num_classes=4, critic_lr=0.002)
+    assert hybrid.critic_lr == 0.002 and rates(hybrid) == {"segmentor": 1e-3, "discriminator": 0.002}
     assert all(opt.param_groups[0]["betas"] == (0.5, 0.999) for opt in hybrid.optimizers.values())
 
 
-def test_wrong_segmentor_width_and_bad_options_are_clear_errors():
-    for cls, width, critic in ((SeganStrategy, 2, "critic"), (HybridStrategy, 1, "discriminator")):
-        strategy = cls(_unet(4), in_channels=3, num_classes=4)
-        strategy.nets["segmentor"] = _unet(width)  # K = width, not the 4 the critic was built for
-        with pytest.raises(ValueError, match=f"segmentor returned {width} channels, the {critic} was built for 4"):
-            strategy.forward_pass(*_batch(4))
+def test_the_first_batch_is_checked_against_the_critic_once_before_training():
+    images, masks = _batch(4)  # 16x16
+    segan = SeganStrategy(torch.nn.Conv2d(3, 4, 1), in_channels=3, num_classes=4, critic_depth=3)
+    segan.check_batch(images, masks)  # 16 is divisible by 2**3
+    with pytest.raises(ValueError, match=r"divisible by 2\*\*depth = 8, got spatial size \(12, 12\)"):
+        segan.check_batch(images[:, :, :12, :12], masks[:, :12, :12])
+    hybrid = HybridStrategy(_unet(4), in_channels=3, num_classes=4, discriminator="patchgan")
+    with pytest.raises(ValueError, match="at least 24x24 for a PatchGAN with n_layers=3"):
+        hybrid.check_batch(images, masks)
+    hybrid.nets["segmentor"] = UNet(3, 4, base_channels=4, depth=3)
+    with pytest.raises(ValueError, match=r"images height and width must be divisible by 2\*\*depth = 8"):
+        hybrid.check_batch(images[:, :, :12, :12], masks[:, :12, :12])  # the segmentor's own check first
+    trainer = adversarial_trainer("hybrid", critic_depth=3)  # PatchGAN n_layers=3 on 16x16 SynthShapes
+    with pytest.raises(ValueError, match="at least 24x24"):
+        trainer.fit()
+    assert trainer.step == 0
+
+
+def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="segmentor must be an nn.Module, got str"):
         SeganStrategy("unet", in_channels=3, num_classes=4)
     with pytest.raises(ValueError, match="encoding must be one of"):
         HybridStrategy(_unet(4), in_channels=3, num_classes=4, encoding="scaled")
     with pytest.raises(ValueError, match="discriminator must be one of"):
         HybridStrategy(_unet(4), in_channels=3, num_classes=4, discriminator="resnet")
-    with pytest.raises(ValueError, match="disc_lr must be > 0"):
-        HybridStrategy(_unet(4), in_channels=3, num_classes=4, disc_lr=0.0)
+    with pytest.raises(ValueError, match="critic_lr must be > 0"):
+        HybridStrategy(_unet(4), in_channels=3, num_classes=4, critic_lr=0.0)
     with pytest.raises(ValueError, match="critic_lr must be > 0"):
         SeganStrategy(_unet(4), in_channels=3, num_classes=4, critic_lr=-1.0)
     with pytest.raises(ValueError, match="n_critic must be > 0"):

@@ -1,8 +1,9 @@
 """The strategy contract of ``segan_lib.train.strategy`` called directly: ``unwrap`` through
-DDP and ``torch.compile`` wrappers, ``set_requires_grad``, the ``Strategy`` base class (its
-defaults, autocast, eval-mode prediction, checkpoints of bare modules), the engine's
-``bare_nets``/``barrier`` around evaluation, and the small helpers the adversarial strategies
-build on (``clip_weights_``, ``segmentor_out_channels``, ``like_images``)."""
+DDP and ``torch.compile`` wrappers, the ``Strategy`` base class (its defaults, autocast,
+eval-mode prediction, the first-batch check, checkpoints of bare modules), the engine's
+``bare_nets``/``barrier`` around evaluation, and the small functions the two-player steps
+share (``set_requires_grad``, ``frozen``, ``judge``, ``logit_channels``, ``like_images``,
+``clip_weights_``)."""
 from __future__ import annotations
 
 import pytest
@@ -13,9 +14,9 @@ from torch import nn
 
 from segan_lib.models import UNet
 from segan_lib.train import distributed
-from segan_lib.train.adversarial import like_images, segmentor_out_channels
+from segan_lib.train.adversarial import frozen, judge, like_images, logit_channels, set_requires_grad
 from segan_lib.train.segan import clip_weights_
-from segan_lib.train.strategy import Strategy, set_requires_grad, unwrap
+from segan_lib.train.strategy import Strategy, unwrap
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's import of torch.jit
 
@@ -114,6 +115,35 @@ def test_a_frozen_critic_passes_gradients_to_its_input_but_gets_none_itself():
     assert torch.equal(critic.bias.grad, torch.tensor([4.0]))  # one per sample
 
 
+def test_frozen_freezes_the_bare_module_inside_the_block_only_even_after_an_error():
+    critic = nn.Linear(3, 1)
+    wrapped = torch.compile(critic, backend="eager")
+    with frozen(wrapped) as to_call:
+        assert to_call is wrapped  # no DDP: the compiled wrapper is the one to call
+        assert not any(p.requires_grad for p in critic.parameters())
+    assert all(p.requires_grad for p in critic.parameters())
+    with pytest.raises(RuntimeError, match="inside"):
+        with frozen(critic):
+            raise RuntimeError("inside")
+    assert all(p.requires_grad for p in critic.parameters())
+
+
+def test_judge_runs_one_batch_of_2b_and_splits_it_back():
+    calls = []
+    scorer = nn.Conv2d(2, 1, 1)
+    scorer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    real, fake = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    real_out, fake_out = judge(scorer, real, fake)
+    assert calls == [6]  # one forward pass on both halves
+    assert torch.allclose(real_out, scorer(real)) and torch.allclose(fake_out, scorer(fake))
+
+    def features(x):  # a critic that returns a list of feature maps (SegAN's)
+        return [x, 2 * x]
+
+    real_f, fake_f = judge(features, real, fake)
+    assert [f.shape for f in real_f] == [(3, 2, 4, 4)] * 2 and torch.equal(fake_f[1], 2 * fake)
+
+
 # ------------------------------------------------------------------------------ Strategy base class
 def test_the_base_class_defaults_and_the_methods_a_subclass_must_define():
     strategy = Strategy()
@@ -127,13 +157,23 @@ def test_the_base_class_defaults_and_the_methods_a_subclass_must_define():
         strategy.segmentor  # noqa: B018  (the property is the thing under test)
 
 
-def test_segmentor_unwrapped_and_iter_nets():
+def test_segmentor_and_unwrapped():
     strategy = TwoNets()
     segmentor = strategy.nets["segmentor"]
     strategy.nets["segmentor"] = torch.compile(segmentor, backend="eager")
     assert strategy.segmentor is strategy.nets["segmentor"]  # the (wrapped) net to call
     assert strategy.unwrapped("segmentor") is segmentor  # the bare module for anything else
-    assert [name for name, _ in strategy.iter_nets()] == ["segmentor", "critic"]
+
+
+def test_check_batch_runs_the_segmentors_own_input_check():
+    strategy = TwoNets()
+    strategy.check_batch(torch.zeros(2, 2, 3, 3), None)  # a bare conv has no check_input: the shape only
+    with pytest.raises(ValueError, match=r"images must have shape \(B, C, H, W\)"):
+        strategy.check_batch(torch.zeros(2, 3, 3), None)
+    strategy.nets["segmentor"] = UNet(2, 3, base_channels=2, depth=2)
+    strategy.check_batch(torch.zeros(2, 2, 8, 8), None)
+    with pytest.raises(ValueError, match=r"divisible by 2\*\*depth = 4"):
+        strategy.check_batch(torch.zeros(2, 2, 6, 8), None)
 
 
 def test_autocast_is_off_by_default_and_bf16_when_the_engine_sets_it():
@@ -211,11 +251,11 @@ def test_clip_weights_clamps_every_parameter_in_place_without_autograd():
     assert net.weight is weight and weight.requires_grad and weight.grad_fn is None  # same leaf, still trainable
 
 
-def test_segmentor_out_channels_reads_n_classes_through_wrappers(process_group):
+def test_logit_channels_reads_num_classes_through_wrappers(process_group):
     unet = UNet(3, 1, base_channels=4, depth=1)
-    assert segmentor_out_channels(unet, num_classes=2) == 1  # binary: one sigmoid channel
-    assert segmentor_out_channels(nn.parallel.DistributedDataParallel(unet), num_classes=2) == 1
-    assert segmentor_out_channels(nn.Conv2d(3, 5, 1), num_classes=5) == 5  # no attribute: num_classes
+    assert logit_channels(unet, num_classes=2) == 1  # binary: one sigmoid channel
+    assert logit_channels(nn.parallel.DistributedDataParallel(unet), num_classes=2) == 1
+    assert logit_channels(nn.Conv2d(3, 5, 1), num_classes=5) == 5  # no attribute: num_classes
 
 
 def test_like_images_copies_the_channels_last_layout_only():

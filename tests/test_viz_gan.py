@@ -15,12 +15,12 @@ from segan_lib.viz.gan import (  # noqa: E402
     draw_losses, draw_mask_grid, draw_points, plot_gan_losses, plot_snapshot, snapshots_history,
 )
 
-HISTORY = {"step": [0, 10, 20], "loss_d": [1.4, 1.2, 1.3], "loss_g": [0.7, 0.9, 0.8]}
+HISTORY = {"step": [0, 10, 20], "loss_discriminator": [1.4, 1.2, 1.3], "loss_generator": [0.7, 0.9, 0.8]}
 
 
 
 def snapshots(samples: torch.Tensor, n: int = 3) -> list[dict]:
-    return [{"step": 10 * (i + 1), "samples": samples, "logs": {"loss_d": 1.0 + i, "loss_g": 0.25 * i}}
+    return [{"step": 10 * (i + 1), "samples": samples, "logs": {"loss_discriminator": 1.0 + i, "loss_generator": 0.25 * i}}
             for i in range(n)]
 
 
@@ -55,11 +55,11 @@ def test_draw_losses_plots_each_key_against_step_with_a_marker():
     assert lines[0].get_xydata().tolist() == [[0, 1.4], [10, 1.2], [20, 1.3]]
     assert list(lines[2].get_xdata()) == [10, 10]  # the vertical line at upto_step
     with pytest.raises(ValueError, match="history must have a 'step' list"):
-        draw_losses(ax, {"loss_d": [1.0]})
-    with pytest.raises(ValueError, match="history has no 'loss_g'"):
-        draw_losses(ax, {"step": [0], "loss_d": [1.0]})
-    with pytest.raises(ValueError, match=r"history\['loss_d'\] has 2 values but history\['step'\] has 3"):
-        draw_losses(ax, {**HISTORY, "loss_d": [1.0, 2.0]})
+        draw_losses(ax, {"loss_discriminator": [1.0]})
+    with pytest.raises(ValueError, match="history has no 'loss_generator'"):
+        draw_losses(ax, {"step": [0], "loss_discriminator": [1.0]})
+    with pytest.raises(ValueError, match=r"history\['loss_discriminator'\] has 2 values but history\['step'\] has 3"):
+        draw_losses(ax, {**HISTORY, "loss_discriminator": [1.0, 2.0]})
 
 
 def test_plot_gan_losses_marks_the_equilibrium_values():
@@ -67,16 +67,16 @@ def test_plot_gan_losses_marks_the_equilibrium_values():
     (ax,) = fig.axes
     assert ax.get_title() == "game"
     levels = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines()[2:]}
-    # at D = 1/2 everywhere: loss_d = -2 log(1/2) = 2 log 2 and loss_g = -log(1/2) = log 2
+    # at D = 1/2 everywhere: loss_discriminator = -2 log(1/2) = 2 log 2 and loss_generator = -log(1/2) = log 2
     assert levels == {"D = 1/2: 2 log 2": pytest.approx(2 * math.log(2)), "D = 1/2: log 2": pytest.approx(math.log(2))}
 
 
 def test_snapshots_history_collects_the_logs():
     snaps = snapshots(torch.zeros(1, 2))
-    del snaps[2]["logs"]["loss_g"]
+    del snaps[2]["logs"]["loss_generator"]
     history = snapshots_history(snaps)
-    assert history["step"] == [10.0, 20.0, 30.0] and history["loss_d"] == [1.0, 2.0, 3.0]
-    assert history["loss_g"][:2] == [0.0, 0.25] and math.isnan(history["loss_g"][2])
+    assert history["step"] == [10.0, 20.0, 30.0] and history["loss_discriminator"] == [1.0, 2.0, 3.0]
+    assert history["loss_generator"][:2] == [0.0, 0.25] and math.isnan(history["loss_generator"][2])
     assert snapshots_history([]) == {"step": []}
 
 

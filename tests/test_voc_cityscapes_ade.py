@@ -250,4 +250,4 @@ def test_segan_train_dataset_root_on_each_layout(tmp_path, capsys, name, make, c
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert "validation mean Dice" in capsys.readouterr().out
     saved = load_checkpoint(out / "last.pt")
-    assert saved["meta"]["model"]["n_classes"] == classes and saved["meta"]["dataset"]["name"] == name
+    assert saved["meta"]["model"]["num_classes"] == classes and saved["meta"]["dataset"]["name"] == name

@@ -44,7 +44,7 @@ from segan_lib.train.hardware import resolve_device
 
 # The critic's size options of each adversarial method (one place to follow a rename).
 CRITIC_SIZE_OPTIONS = {"segan": ("critic_base_channels", "critic_depth"),
-                       "hybrid": ("disc_base_channels", "disc_depth")}
+                       "hybrid": ("critic_base_channels", "critic_depth")}
 
 
 def initial_segmentor(preset: Preset, seed: int) -> UNet:

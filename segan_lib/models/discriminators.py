@@ -15,7 +15,9 @@ Read top to bottom: shared building blocks, then four networks.
 
 All take one tensor ``(B, C_in, H, W)`` (the caller builds it, see
 ``segan_lib.losses.adversarial.encode_pair`` and ``mask_images``) and return raw scores,
-never probabilities. Convolution weights start from N(0, 0.02) as in DCGAN (Radford et al.,
+never probabilities. ``forward`` checks nothing (the strategy builds the input, and the
+engine checks the first batch's shape once with each network's ``check_input``).
+Convolution weights start from N(0, 0.02) as in DCGAN (Radford et al.,
 ICLR 2016) and pix2pix. ``spectral_norm=True`` wraps every convolution in spectral
 normalisation (Miyato et al., ICLR 2018), which bounds each layer's Lipschitz constant.
 """
@@ -108,13 +110,16 @@ class SeganCritic(nn.Module):
             )
             channels = out
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is float ``(B, in_channels, H, W)``, H and W divisible by ``2**depth``."""
         check_image("x", x, self.in_channels)
         factor = 2**self.depth
         if x.shape[2] % factor or x.shape[3] % factor:
             raise ValueError(
                 f"x must have H and W divisible by 2**depth = {factor}, got spatial size {tuple(x.shape[2:])}"
             )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = [x] if self.include_input else []
         for layer in self.layers:
             x = layer(x)  # (B, C_i, H / 2**i, W / 2**i)
@@ -153,8 +158,11 @@ class LucDiscriminator(nn.Module):
         if spectral_norm:
             self.head = _spectral_norm(self.head)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is float ``(B, in_channels, H, W)``."""
         check_image("x", x, self.in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)  # (B, C, H / 2**depth, W / 2**depth), rounded up
         h = h.mean(dim=(2, 3))  # (B, C)
         return self.head(h)  # (B, 1)
@@ -217,7 +225,8 @@ class PatchGANDiscriminator(nn.Module):
         layers.append(_conv(channels, 1, 4, 1, spectral=spectral_norm))
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is float ``(B, in_channels, H, W)`` with at least one score's room."""
         check_image("x", x, self.in_channels)
         smallest = 3 * 2**self.n_layers
         if min(x.shape[2:]) < smallest:
@@ -225,6 +234,8 @@ class PatchGANDiscriminator(nn.Module):
                 f"x must be at least {smallest}x{smallest} for a PatchGAN with n_layers={self.n_layers}, "
                 f"got spatial size {tuple(x.shape[2:])}"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)  # (B, 1, H', W')
 
 

@@ -111,23 +111,18 @@ class Up(nn.Module):
         self.conv = DoubleConv(2 * half, out_channels, batch_norm=batch_norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.up(x)  # (B, in/2, 2h, 2w)
-        if x.shape != skip.shape:
-            raise ValueError(
-                f"skip must have shape {tuple(x.shape)} to match the upsampled input, "
-                f"got {tuple(skip.shape)}"
-            )
+        x = self.up(x)  # (B, in/2, 2h, 2w), the shape of skip
         x = torch.cat([skip, x], dim=1)  # (B, in, 2h, 2w): encoder features first, as in the paper
         return self.conv(x)  # (B, out, 2h, 2w)
 
 
 class UNet(nn.Module):
-    """U-Net segmentor: images ``(B, in_channels, H, W)`` -> logits ``(B, n_classes, H, W)``.
+    """U-Net segmentor: images ``(B, in_channels, H, W)`` -> logits ``(B, num_classes, H, W)``.
 
     Ronneberger, Fischer, Brox, MICCAI 2015. Level ``i`` (0 = full resolution) has
     ``base_channels * 2**i`` channels; ``depth`` max-pools lead to the bottleneck at
     ``H / 2**depth`` with ``base_channels * 2**depth`` channels, and ``depth`` :class:`Up`
-    steps come back. A 1x1 conv maps to the ``n_classes`` logits (use ``n_classes=1`` for a
+    steps come back. A 1x1 conv maps to the ``num_classes`` logits (use ``num_classes=1`` for a
     binary sigmoid output).
 
     Unlike the paper, the 3x3 convs are padded, so output size = input size (the paper's
@@ -138,12 +133,16 @@ class UNet(nn.Module):
 
     Modules, in forward order: ``stem`` (DoubleConv), ``encoder`` (``depth`` x Down),
     ``decoder`` (``depth`` x Up), ``head`` (1x1 conv).
+
+    ``forward`` checks nothing (it runs at every step, and ``torch.compile`` traces it): the
+    callers that hand it new data check it once with :meth:`check_input` (the training
+    engine on its first batch, :func:`unet_shape_table`, ``segan train``).
     """
 
     def __init__(
         self,
         in_channels: int = 3,
-        n_classes: int = 2,
+        num_classes: int = 2,
         *,
         base_channels: int = 64,
         depth: int = 4,
@@ -151,13 +150,13 @@ class UNet(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("n_classes", n_classes),
+        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
                             ("base_channels", base_channels), ("depth", depth)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
             check_positive(name, value)
         self.in_channels = in_channels
-        self.n_classes = n_classes
+        self.num_classes = num_classes
         self.depth = depth
         widths = [base_channels * 2**level for level in range(depth + 1)]  # e.g. 64 ... 1024
         self.stem = DoubleConv(in_channels, widths[0], batch_norm=batch_norm)
@@ -168,7 +167,7 @@ class UNet(nn.Module):
             Up(widths[level + 1], widths[level], bilinear=bilinear, batch_norm=batch_norm)
             for level in reversed(range(depth))
         )
-        self.head = nn.Conv2d(widths[0], n_classes, kernel_size=1)
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
     @property
     def size_divisor(self) -> int:
@@ -184,7 +183,9 @@ class UNet(nn.Module):
             + [("head", self.head)]
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def check_input(self, images: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``images`` is a float ``(B, in_channels, H, W)`` batch with
+        H and W divisible by ``2**depth``."""
         check_image("images", images, channels=self.in_channels)
         height, width = images.shape[-2:]
         if height % self.size_divisor or width % self.size_divisor:
@@ -192,6 +193,8 @@ class UNet(nn.Module):
                 f"images height and width must be divisible by 2**depth = {self.size_divisor}, "
                 f"got a tensor of shape {tuple(images.shape)}; pad or resize the input"
             )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.stem(images)  # (B, c, H, W)
         skips = [x]
         for down in self.encoder:
@@ -200,7 +203,7 @@ class UNet(nn.Module):
         skips.pop()  # the bottleneck (B, c * 2**depth, H / 2**depth, W / 2**depth) is not a skip
         for up in self.decoder:
             x = up(x, skips.pop())  # (B, c/2, 2h, 2w) at each step
-        return self.head(x)  # (B, n_classes, H, W)
+        return self.head(x)  # (B, num_classes, H, W)
 
 
 def unet_shape_table(
@@ -229,9 +232,10 @@ def unet_shape_table(
             rows.append((name, tuple(output.shape)))
         return hook
 
+    parameter = next(model.parameters())
+    model.check_input(torch.zeros(input_shape, dtype=parameter.dtype, device="meta"))
     handles = [m.register_forward_hook(recorder(name)) for name, m in watched]
     was_training = model.training
-    parameter = next(model.parameters())
     try:
         model.eval()
         with torch.no_grad():

@@ -168,6 +168,7 @@ def load_checkpoint(
     missing = [key for key in _REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks the entries {missing}")
+    upgrade_names(payload)
     stored_method = payload["meta"].get("method")
     if method is not None and stored_method != method:
         raise CheckpointError(
@@ -175,6 +176,22 @@ def load_checkpoint(
             f"resume or evaluate it with --method {stored_method}"
         )
     return payload
+
+
+# Names that changed in segan_lib since version-1 checkpoints were first written; loading
+# renames them, so such a checkpoint evaluates and resumes like a new one.
+RENAMED_MODEL_KEYS = {"n_classes": "num_classes"}  # meta["model"], the U-Net's arguments
+RENAMED_GAN_LOGS = {"loss_d": "loss_discriminator", "loss_g": "loss_generator",  # history of method "gan"
+                    "d_real_acc": "d_acc_real", "d_fake_acc": "d_acc_fake"}
+
+
+def upgrade_names(payload: dict) -> None:
+    """Rename, in place, the old names of :data:`RENAMED_MODEL_KEYS` and :data:`RENAMED_GAN_LOGS`."""
+    model = payload["meta"].get("model")
+    if isinstance(model, dict):
+        payload["meta"]["model"] = {RENAMED_MODEL_KEYS.get(k, k): v for k, v in model.items()}
+    if payload["meta"].get("method") == "gan":
+        payload["history"] = {RENAMED_GAN_LOGS.get(k, k): v for k, v in payload["history"].items()}
 
 
 def check_meta_matches(payload: Mapping[str, object], meta: Mapping[str, object], path: str | Path,

@@ -1,9 +1,11 @@
 """The one training engine: every method (supervised, SegAN, hybrid, GAN) runs on it.
 
-A :class:`~segan_lib.train.strategy.Strategy` says what one step does; the
-:class:`Trainer` does the rest, in this order per step (:meth:`Trainer.train_step`)::
+A method is a :class:`~segan_lib.train.strategy.Strategy` whose ``train_step`` says what one
+step does (read it in the method's own file); the :class:`Trainer` does everything else, as
+Lightning's Trainer does, in this order per step (:meth:`Trainer.train_step`)::
 
     batch = next global batch (this process's shard)  -> device (4-D tensors channels_last)
+    first batch only: strategy.check_batch(inputs, targets)  (image size against the nets)
     logs  = strategy.train_step(inputs, targets, step) -> detached 0-d tensors, kept on device
     every log_every steps and at each epoch end: read the logs once, check they are finite,
             append their means to the History, call the callbacks (:meth:`Trainer.flush_logs`)
@@ -11,17 +13,15 @@ A :class:`~segan_lib.train.strategy.Strategy` says what one step does; the
     every checkpoint_every steps / each epoch end / at the end: last.pt (only finite states)
 
 The step itself never waits for the GPU: no value is read back to the host until the next
-logging interval, and datasets with ``get_batch`` (SynthShapes) render each batch on the
-device from indices kept on the host. On CUDA the fast path is the default: bf16 autocast,
-channels_last, fused Adam (in the strategies), ``torch.compile`` (``TrainConfig.compile``,
-eager if compiling fails) and ``torch.backends.cudnn.benchmark = True`` (see
-:func:`~segan_lib.train.hardware.enable_cudnn_benchmark`).
+logging interval. On CUDA the fast path is the default: bf16 autocast, channels_last, fused
+Adam (``make_adam``), ``torch.compile`` (``TrainConfig.compile``; training and evaluation
+fall back to eager mode the same way, :func:`~segan_lib.train.hardware.with_eager_fallback`)
+and ``torch.backends.cudnn.benchmark = True``.
 
 Example::
 
     strategy = SupervisedStrategy(UNet(3, 4, base_channels=16, depth=3), loss="dice_ce")
-    trainer = Trainer(strategy, SynthShapes(800, size=64), SynthShapes(100, size=64, seed=1),
-                      num_classes=4, config=TrainConfig(epochs=5, batch_size=16))
+    trainer = Trainer(strategy, SynthShapes(800, size=64), SynthShapes(100, size=64, seed=1), num_classes=4)
     history = trainer.fit()              # history["loss"], history["val_mean_dice"], ...
 """
 from __future__ import annotations
@@ -43,11 +43,11 @@ from segan_lib.train.checkpoint import (
 from segan_lib.train.config import TrainConfig, check_resumable
 from segan_lib.train.evaluation import evaluate_segmentation
 from segan_lib.train.hardware import (
-    compile_nets, decompile_nets, enable_cudnn_benchmark, first_compiled_step, is_compile_error, resolve_amp,
-    resolve_device, to_device, use_channels_last, use_compile,
+    enable_cudnn_benchmark, place_nets, resolve_amp, resolve_device, to_device, undo_step, use_channels_last,
+    use_compile, with_eager_fallback,
 )
-from segan_lib.train.history import History, LogAccumulator, TrainingDiverged
-from segan_lib.train.strategy import Strategy, unwrap
+from segan_lib.train.history import History, LogAccumulator, TrainingDiverged, diverged, nonfinite_nets
+from segan_lib.train.strategy import Strategy
 from segan_lib.train.tensorboard import open_tensorboard
 
 Callback = Callable[["Trainer", int, dict], None]
@@ -69,9 +69,8 @@ class Trainer:
             the averaged losses (e.g. to draw GAN samples).
         meta: plain data stored in checkpoints to rebuild the model (``"method"`` is added).
 
-    Attributes read by callers: ``step`` (steps done), ``history``, ``device``,
-    ``channels_last``, ``compiled`` (False again after a fall back to eager mode) and
-    ``cudnn_benchmark`` (whether cuDNN times its algorithms; CUDA only).
+    Attributes read by callers: ``step`` (steps done), ``history``, ``device``, ``channels_last``,
+    ``compiled`` (False after a fall back to eager mode), ``cudnn_benchmark`` (CUDA only).
     """
 
     def __init__(self, strategy: Strategy, train_data: object, val_data: object = None, *,
@@ -104,20 +103,10 @@ class Trainer:
                                     rank=self.dist.rank, world_size=self.dist.world_size,
                                     num_workers=config.num_workers, pin_memory=self.device.type == "cuda")
         strategy.device, strategy.amp_dtype = self.device, resolve_amp(config.amp, self.device)
-        # Contract order: nets on the device -> optimisers -> DDP wrappers (-> compile).
-        if self.dist.enabled:
-            distributed.convert_sync_batchnorm(strategy.nets, self.device)
-        strategy.nets.to(self.device)
-        if self.channels_last:
-            strategy.nets.to(memory_format=torch.channels_last)  # 4-D weights only
-        strategy.configure_optimizers()
-        if self.dist.enabled:
-            distributed.wrap_nets(strategy.nets, self.device,
-                                  find_unused_parameters=getattr(strategy, "find_unused_parameters", False))
         self.compiled = use_compile(config.compile, self.device)  # False again after a fallback to eager
-        self._compile_proven = False
-        if self.compiled:
-            compile_nets(strategy.nets)
+        place_nets(strategy, self.device, channels_last=self.channels_last, ddp=self.dist.enabled,
+                   compile=self.compiled)
+        self._compile_proven = self._batch_checked = False
 
         self.step = 0  # optimisation steps done
         self.history = History()
@@ -133,10 +122,9 @@ class Trainer:
         """Train until ``config.epochs`` epochs are done; returns the :class:`History`.
 
         ``resume_from``: a checkpoint of this method and model; training continues at its
-        step with its weights, optimiser states, history and RNG states, so the result is
-        the one of an unbroken run. A fresh run seeds every RNG with ``config.seed`` first
-        (the caller seeds model initialisation). Calling ``fit`` again after raising
-        ``config.epochs`` continues the same run.
+        step with its weights, optimiser states, history and RNG states, as an unbroken run
+        would. A fresh run seeds every RNG with ``config.seed`` first (the caller seeds model
+        initialisation). Calling ``fit`` again after raising ``config.epochs`` continues the run.
         """
         config, spe = self.config, self.steps_per_epoch
         if resume_from is not None:
@@ -178,17 +166,19 @@ class Trainer:
 
         ``batch``: ``(inputs, targets)``, ``(inputs,)`` or a lone tensor of inputs, as the
         training data yields it, moved to the trainer's device (4-D tensors to channels_last
-        when on; a tensor already there is not copied). The losses stay on the device until
-        :meth:`flush_logs`, so the step never waits for the GPU. :meth:`fit` runs every step
-        through here; to drive training yourself, call it, then ``flush_logs()`` now and then
-        (the nets' train/eval mode is left as it is).
-
+        when on). The losses stay on the device until :meth:`flush_logs`, so the step never
+        waits for the GPU. :meth:`fit` runs every step through here; to drive training
+        yourself, call it, then ``flush_logs()`` now and then (train/eval mode is left as is).
         Raises :class:`TrainingDiverged` when, on the CPU, the losses' value checks find
         NaN/inf logits (on CUDA the checks are off and :meth:`flush_logs` finds the NaN loss).
         """
         batch = to_device(as_tuple(batch), self.device, self.channels_last)
-        if len(batch) not in (1, 2):
-            raise ValueError(f"train_data must yield (inputs, targets) pairs or single tensors, got {len(batch)} items")
+        if not self._batch_checked:  # batches keep their structure and shapes: checked once, here
+            if len(batch) not in (1, 2):
+                raise ValueError("train_data must yield (inputs, targets) pairs or single tensors, "
+                                 f"got {len(batch)} items")
+            self.strategy.check_batch(batch[0], batch[1] if len(batch) == 2 else None)
+            self._batch_checked = True
         inputs, targets = batch if len(batch) == 2 else (batch[0], None)
 
         def run() -> dict:  # may run twice (compile fallback): a fresh context manager each time
@@ -199,7 +189,7 @@ class Trainer:
 
         try:
             if self.compiled and not self._compile_proven:  # compiles now, or falls back to eager
-                logs, self.compiled = first_compiled_step(self.strategy, run)
+                logs, self.compiled = with_eager_fallback(self.strategy.nets, run, undo=undo_step(self.strategy))
                 self._compile_proven = True
             else:
                 logs = run()
@@ -213,13 +203,8 @@ class Trainer:
 
     def _diverged(self, message: str, *, step: int, loss_name: str, value: float = math.nan) -> TrainingDiverged:
         """``TrainingDiverged`` for a NaN/inf found at ``step``, naming the epoch and the checkpoint kept."""
-        if self._last_checkpoint:
-            path, steps_done = self._last_checkpoint
-            kept = f"the last good checkpoint {path} (written after {steps_done} steps) is kept"
-        else:
-            kept = "no checkpoint was written before it"
-        return TrainingDiverged(f"{message} (epoch {step // self.steps_per_epoch + 1}); {kept}. Lower the learning "
-                                "rate or check the data", step=step, loss_name=loss_name, value=value)
+        return diverged(message, step=step, epoch=step // self.steps_per_epoch + 1, loss_name=loss_name,
+                        value=value, last_checkpoint=self._last_checkpoint)
 
     def flush_logs(self) -> None:
         """Read the losses of the steps since the last read (one host sync), raise
@@ -251,14 +236,10 @@ class Trainer:
         self.strategy.train(False)
         try:
             with distributed.bare_nets(self.strategy.nets, self.dist.enabled):
-                try:
+                if not self.compiled:
                     return self._run_evaluation(data)
-                except Exception as error:
-                    if not (self.compiled and is_compile_error(error)):
-                        raise
-                    decompile_nets(self.strategy.nets, error)
-                    self.compiled = False
-                    return self._run_evaluation(data)
+                scores, self.compiled = with_eager_fallback(self.strategy.nets, lambda: self._run_evaluation(data))
+                return scores
         finally:
             self.strategy.train(was_training)
 
@@ -300,11 +281,10 @@ class Trainer:
             self._last_checkpoint = (path, self.step)
 
     def _check_parameters_finite(self) -> None:
-        for net_name, net in self.strategy.nets.items():
-            params = list(unwrap(net).parameters())
-            if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-                raise self._diverged(f"training diverged: the weights of {net_name!r} hold NaN/inf after step "
-                                     f"{self.step - 1}", step=self.step - 1, loss_name=f"{net_name} weights")
+        bad = nonfinite_nets(self.strategy.nets)
+        if bad:
+            raise self._diverged(f"training diverged: the weights of {bad[0]!r} hold NaN/inf after step "
+                                 f"{self.step - 1}", step=self.step - 1, loss_name=f"{bad[0]} weights")
 
     def _resume(self, path: Path) -> None:
         payload = load_checkpoint(path, method=self.strategy.name)

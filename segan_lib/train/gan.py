@@ -1,22 +1,28 @@
-"""A plain GAN on the one training engine: toy 2-D GANs and the DCGAN mask generator.
+"""A plain GAN: toy 2-D GANs and the DCGAN mask generator. One step, read top to bottom.
 
 Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014:
 
     min_G max_D  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
 
-played by alternating updates (their Algorithm 1): ``d_steps`` discriminator steps, then one
-generator step. The objective is :class:`segan_lib.losses.adversarial.GANLoss`: ``"vanilla"``
-is the minimax game above, whose generator loss ``log(1 - D(G(z)))`` *saturates* (its
-gradient vanishes) when D rejects the fakes confidently; ``"nonsaturating"`` makes the
-generator minimise ``-log D(G(z))`` instead, as the paper recommends; ``"lsgan"`` and
-``"hinge"`` are there too. Optimisers: Adam with ``lr=2e-4, betas=(0.5, 0.999)`` (DCGAN,
-Radford et al., ICLR 2016), fused on CUDA like every strategy's.
+played by alternating updates (their Algorithm 1): ``n_critic`` discriminator steps (their
+``k``), then one generator step. The objective is :class:`segan_lib.losses.adversarial.GANLoss`:
+``"vanilla"`` is the minimax game above, whose generator loss ``log(1 - D(G(z)))``
+*saturates* (its gradient vanishes) when D rejects the fakes confidently; ``"nonsaturating"``
+makes the generator minimise ``-log D(G(z))`` instead, as the paper recommends; ``"lsgan"``
+and ``"hinge"`` are there too. Optimisers: Adam with ``lr=2e-4, betas=(0.5, 0.999)`` (DCGAN,
+Radford et al., ICLR 2016), fused on CUDA like every method's.
 
-The engine passes ``train_step`` whatever the dataset's ``get_batch`` gives; ``real_from``
-says where the real samples are: ``"inputs"`` for the first item (points ``(B, 2)`` of
-:class:`segan_lib.data.toy2d.GaussianMixture2D`), ``"masks"`` for the second item of a
-binary segmentation dataset (SynthShapes ``binary=True``: int64 masks ``(B, H, W)`` in
-{0, 1}, turned into float ``(B, 1, H, W)``).
+:meth:`GANStrategy.train_step` is the whole step, in the order of the methods below it:
+``n_critic`` times (sample ``fake = G(z)``; :meth:`~GANStrategy.critic_step`: unfreeze D,
+zero its gradients, its loss on the real batch and ``fake.detach()``, backward, Adam step),
+then :meth:`~GANStrategy.generator_step` on the last ``fake``: freeze D, the generator's
+loss, backward, Adam step, unfreeze.
+
+The engine passes ``train_step`` whatever the dataset's ``get_batch`` gives, ``(inputs,
+targets)``; ``real_from`` says where the real samples are: ``"inputs"`` for the first item
+(points ``(B, 2)`` of :class:`segan_lib.data.toy2d.GaussianMixture2D`), ``"masks"`` for the
+second item of a binary segmentation dataset (SynthShapes ``binary=True``: int64 masks
+``(B, H, W)`` in {0, 1}, turned into float ``(B, 1, H, W)``).
 
 :class:`GANSnapshots` is a training callback that draws samples from fixed noise at each
 logging interval, for plots and for the snapshot scrubber.
@@ -28,8 +34,9 @@ from torch import nn
 
 from segan_lib._checks import check_choice, check_mask, check_positive, check_tensor
 from segan_lib.losses.adversarial import GAN_MODES, GANLoss
-from segan_lib.train.strategy import Strategy, frozen_view, set_requires_grad
+from segan_lib.train.adversarial import frozen, grad_norm, set_requires_grad
 from segan_lib.train.hardware import make_adam
+from segan_lib.train.strategy import Strategy
 
 REAL_SOURCES = ("inputs", "masks")
 
@@ -49,36 +56,34 @@ class GANStrategy(Strategy):
         discriminator: maps samples to one logit per sample ``(B,)`` (or any shape of logits).
         loss: a ``GANLoss`` mode: ``"vanilla"`` (saturating minimax), ``"nonsaturating"``,
             ``"lsgan"`` or ``"hinge"``.
-        lr: the generator's Adam learning rate; ``lr_d``: the discriminator's (default ``lr``).
+        lr: the generator's Adam learning rate; ``critic_lr``: the discriminator's (default ``lr``).
         betas: Adam's betas for both.
-        d_steps: discriminator updates per generator update (k of Algorithm 1). All use the
+        n_critic: discriminator updates per generator update (k of Algorithm 1). All use the
             same real batch, each with fresh noise.
         real_from: ``"inputs"`` or ``"masks"`` (see the module docstring).
 
-    One ``train_step``: for each of ``d_steps``: ``fake = G(z)``; minimise
-    ``loss.discriminator(D(real), D(fake.detach()))`` over D (real and fake in separate
-    forward passes, so batch norm never mixes them, as in DCGAN). Then, with D frozen,
-    minimise ``loss.generator(D(fake))`` over G, on the last ``fake``. Logged (detached 0-d):
-    ``loss_d``, ``loss_g``, ``d_real_acc`` and ``d_fake_acc`` (fraction of real / fake
-    samples that D classifies correctly, from the last D step).
+    Real and fake samples go through D in separate forward passes, so batch norm never mixes
+    them (as in DCGAN). Logged (detached 0-d): ``loss_discriminator``, ``loss_generator``,
+    ``d_acc_real`` and ``d_acc_fake`` (fraction of real / fake samples that D classifies
+    correctly, from the last D step), ``grad_norm_discriminator``, ``grad_norm_generator``.
     """
 
     name = "gan"
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, loss: str = "nonsaturating",
-                 lr: float = 2e-4, lr_d: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
-                 d_steps: int = 1, real_from: str = "inputs") -> None:
+                 lr: float = 2e-4, critic_lr: float | None = None, betas: tuple[float, float] = (0.5, 0.999),
+                 n_critic: int = 1, real_from: str = "inputs") -> None:
         super().__init__()
         check_choice("loss", loss, GAN_MODES)
         check_choice("real_from", real_from, REAL_SOURCES)
         check_positive("lr", lr)
-        check_positive("lr_d", lr if lr_d is None else lr_d)
-        check_positive("d_steps", d_steps)
+        check_positive("critic_lr", lr if critic_lr is None else critic_lr)
+        check_positive("n_critic", n_critic)
         if not isinstance(getattr(generator, "z_dim", None), int):
             raise ValueError(f"generator must have an int attribute z_dim (noise size), got {type(generator).__name__}")
         self.gan_loss = GANLoss(loss)
-        self.lr, self.lr_d = lr, lr if lr_d is None else lr_d
-        self.betas, self.d_steps, self.real_from = betas, d_steps, real_from
+        self.lr, self.critic_lr = lr, lr if critic_lr is None else critic_lr
+        self.betas, self.n_critic, self.real_from = betas, n_critic, real_from
         self.nets["generator"] = generator
         self.nets["discriminator"] = discriminator
 
@@ -94,18 +99,19 @@ class GANStrategy(Strategy):
         return int(self.unwrapped("generator").z_dim)
 
     def configure_optimizers(self) -> None:
-        """Two Adam optimisers (fused on CUDA), one per player."""
-        for name, lr in (("generator", self.lr), ("discriminator", self.lr_d)):
-            params = list(self.unwrapped(name).parameters())
-            self.optimizers[name] = make_adam(params, self.device, lr=lr, betas=self.betas)
+        """One Adam per player (fused on CUDA)."""
+        for name, lr in (("generator", self.lr), ("discriminator", self.critic_lr)):
+            self.optimizers[name] = make_adam(list(self.unwrapped(name).parameters()), self.device, lr=lr,
+                                              betas=self.betas)
 
-    def real_samples(self, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        """The real batch of one engine step (see ``real_from``)."""
+    def check_batch(self, inputs: torch.Tensor, targets: torch.Tensor | None) -> None:
+        """The real samples of a batch exist: a tensor of inputs, or binary masks in {0, 1}."""
         if self.real_from == "inputs":
-            return check_tensor("inputs", inputs).float()
-        if targets is None:
+            check_tensor("inputs", inputs)
+        elif targets is None:
             raise ValueError("real_from='masks' needs a dataset of (image, mask) pairs, got targets=None")
-        return masks_as_samples(targets)
+        else:
+            masks_as_samples(targets)
 
     def sample(self, batch_size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
         """``G(z)`` for fresh ``z ~ N(0, I)`` ``(batch_size, z_dim)``, with gradients (train mode as is)."""
@@ -113,48 +119,45 @@ class GANStrategy(Strategy):
         with self.autocast():
             return self.nets["generator"](z)
 
-    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One D update on ``real`` and ``fake.detach()``."""
-        opt = self.optimizers["discriminator"]
-        opt.zero_grad(set_to_none=True)
-        with self.autocast():
-            d_real = self.nets["discriminator"](real)
-            d_fake = self.nets["discriminator"](fake.detach())
-        loss_d = self.gan_loss.discriminator(d_real, d_fake)
-        loss_d.backward()
-        opt.step()
-        real_acc, fake_acc = self.gan_loss.accuracy(d_real, d_fake)
-        return {"loss_d": loss_d.detach(), "d_real_acc": real_acc, "d_fake_acc": fake_acc}
-
-    def generator_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One G update: minimise ``loss.generator(D(fake))`` with D frozen.
-
-        The frozen discriminator is called through :func:`frozen_view` (compiled if compiled,
-        never through DDP: it gets no gradient here).
-        """
-        discriminator = self.unwrapped("discriminator")
-        set_requires_grad(discriminator, False)
-        try:
-            opt = self.optimizers["generator"]
-            opt.zero_grad(set_to_none=True)
-            with self.autocast():
-                d_fake = frozen_view(self.nets["discriminator"])(fake)
-            loss_g = self.gan_loss.generator(d_fake)
-            loss_g.backward()
-            opt.step()
-        finally:
-            set_requires_grad(discriminator, True)
-        return {"loss_g": loss_g.detach()}
-
+    # ------------------------------------------------------------------ one step
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor | None, step: int) -> dict[str, torch.Tensor]:
-        """``d_steps`` discriminator updates, then one generator update (see the class docstring)."""
-        real = self.real_samples(inputs, targets)
+        """``n_critic`` discriminator updates, each on fresh fakes, then one generator update."""
+        real = inputs.float() if self.real_from == "inputs" else targets.unsqueeze(1).float()  # masks -> (B, 1, H, W)
         logs: dict[str, torch.Tensor] = {}
-        for _ in range(self.d_steps):
+        for _ in range(self.n_critic):
             fake = self.sample(real.shape[0], device=real.device)
-            logs.update(self.discriminator_step(real, fake))
+            logs.update(self.critic_step(real, fake))
         logs.update(self.generator_step(fake))
         return logs
+
+    def critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One discriminator update on ``real`` and ``fake.detach()``."""
+        discriminator, optimizer = self.nets["discriminator"], self.optimizers["discriminator"]
+        set_requires_grad(self.unwrapped("discriminator"), True)
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            real_scores = discriminator(real)
+            fake_scores = discriminator(fake.detach())  # no gradient reaches the generator
+        loss = self.gan_loss.discriminator(real_scores, fake_scores)
+        loss.backward()
+        norm = grad_norm(self.unwrapped("discriminator").parameters())
+        optimizer.step()
+        acc_real, acc_fake = self.gan_loss.accuracy(real_scores, fake_scores)
+        return {"loss_discriminator": loss.detach(), "d_acc_real": acc_real, "d_acc_fake": acc_fake,
+                "grad_norm_discriminator": norm}
+
+    def generator_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One generator update: minimise ``loss.generator(D(fake))``, the discriminator frozen."""
+        optimizer = self.optimizers["generator"]
+        with frozen(self.nets["discriminator"]) as discriminator:  # gradients flow through it, not into it
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                fake_scores = discriminator(fake)
+            loss = self.gan_loss.generator(fake_scores)
+            loss.backward()
+            norm = grad_norm(self.unwrapped("generator").parameters())
+            optimizer.step()
+        return {"loss_generator": loss.detach(), "grad_norm_generator": norm}
 
 
 class GANSnapshots:

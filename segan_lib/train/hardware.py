@@ -1,5 +1,5 @@
 """Where and how fast the engine runs: device, bf16 autocast, channels_last, torch.compile
-(with its eager fallback) and cuDNN benchmarking.
+(with its one eager fallback, :func:`with_eager_fallback`), cuDNN benchmarking and fused Adam.
 
 Each helper is one small decision or action, so the engine reads top to bottom and the
 rules are tested one by one.
@@ -9,15 +9,18 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
+from segan_lib.train import distributed
 from segan_lib.train.checkpoint import capture_rng_state, restore_rng_state
 
 if TYPE_CHECKING:
     from segan_lib.train.strategy import Strategy
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -126,26 +129,57 @@ def decompile_nets(nets: nn.ModuleDict, error: BaseException) -> None:
             nets[name] = module._orig_mod
 
 
-def first_compiled_step(strategy: Strategy, run_step: Callable[[], dict]) -> tuple[dict, bool]:
-    """Run the first step of compiled nets, ``logs = run_step()``, and return ``(logs, compiled)``.
+def with_eager_fallback(nets: nn.ModuleDict, run: Callable[[], T], *,
+                        undo: Callable[[], None] | None = None) -> tuple[T, bool]:
+    """``(run(), True)``, or ``(run(), False)`` after falling back to eager mode.
 
-    Compilation happens at that first call. If it fails (:func:`is_compile_error`), any
-    partial update is undone (weights, optimiser states, RNG states, gradients), the nets
-    go back to eager mode with a warning (:func:`decompile_nets`) and the step is run again:
-    the result is the one of an eager run, and ``compiled`` is False. Other errors propagate.
+    Compiled nets compile at their first call, inside ``run``. If that fails
+    (:func:`is_compile_error`), the nets go back to eager mode with a warning
+    (:func:`decompile_nets`), ``undo()`` puts back whatever the failed call changed, and
+    ``run`` runs again, so the result is the one of an eager run. Other errors propagate.
+    The engine's first training step (with :func:`undo_step`) and its evaluation both go
+    through here: the one place where a failed compile is handled.
     """
-    saved_state, saved_rng = copy.deepcopy(strategy.state_dict()), capture_rng_state()
     try:
-        return run_step(), True
+        return run(), True
     except Exception as error:
         if not is_compile_error(error):
             raise
-        decompile_nets(strategy.nets, error)
+        decompile_nets(nets, error)
+        if undo is not None:
+            undo()
+        return run(), False
+
+
+def undo_step(strategy: Strategy) -> Callable[[], None]:
+    """A function that puts ``strategy`` back as it is now: weights, optimiser states, RNG
+    states, and no gradients (to undo a training step that failed half-way)."""
+    saved_state, saved_rng = copy.deepcopy(strategy.state_dict()), capture_rng_state()
+
+    def undo() -> None:
         strategy.load_state_dict(saved_state)
         restore_rng_state(saved_rng)
         for net in strategy.nets.values():
             net.zero_grad(set_to_none=True)
-        return run_step(), False
+
+    return undo
+
+
+def place_nets(strategy: Strategy, device: torch.device, *, channels_last: bool, ddp: bool, compile: bool) -> None:
+    """Get ``strategy``'s nets ready to train, in the order of the strategy contract: (under
+    DDP on GPUs, SyncBatchNorm) nets on ``device`` (and channels_last) -> ``configure_optimizers()``
+    -> DDP wrappers -> compiled wrappers (:func:`compile_nets`)."""
+    if ddp:
+        distributed.convert_sync_batchnorm(strategy.nets, device)
+    strategy.nets.to(device)
+    if channels_last:
+        strategy.nets.to(memory_format=torch.channels_last)  # 4-D weights only
+    strategy.configure_optimizers()
+    if ddp:
+        distributed.wrap_nets(strategy.nets, device,
+                              find_unused_parameters=getattr(strategy, "find_unused_parameters", False))
+    if compile:
+        compile_nets(strategy.nets)
 
 
 def make_adam(params: list[nn.Parameter], device: torch.device, *, lr: float,

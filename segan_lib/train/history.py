@@ -1,6 +1,6 @@
 """What a training run records: the :class:`History` of losses and metrics, the
 :class:`LogAccumulator` that averages the per-step losses without a host sync, and
-:class:`TrainingDiverged`, raised when a loss stops being finite.
+:class:`TrainingDiverged`, raised when a loss or a weight stops being finite.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
+
+from segan_lib.train.strategy import unwrap
 
 TRAIN_INDEX_KEYS = ("step", "epoch")
 VAL_PREFIX = "val_"
@@ -23,6 +25,28 @@ class TrainingDiverged(RuntimeError):
         self.step = step
         self.loss_name = loss_name
         self.value = value
+
+
+def diverged(message: str, *, step: int, epoch: int, loss_name: str, value: float,
+             last_checkpoint: tuple[object, int] | None) -> TrainingDiverged:
+    """``TrainingDiverged(message ...)`` naming the epoch and the last good checkpoint ``(path, steps done)``."""
+    if last_checkpoint:
+        path, steps_done = last_checkpoint
+        kept = f"the last good checkpoint {path} (written after {steps_done} steps) is kept"
+    else:
+        kept = "no checkpoint was written before it"
+    return TrainingDiverged(f"{message} (epoch {epoch}); {kept}. Lower the learning rate or check the data",
+                            step=step, loss_name=loss_name, value=value)
+
+
+def nonfinite_nets(nets: Mapping[str, torch.nn.Module]) -> list[str]:
+    """Names of the networks (bare modules behind any wrapper) with a NaN/inf parameter (one host sync each)."""
+    bad = []
+    for name, net in nets.items():
+        params = list(unwrap(net).parameters())
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            bad.append(name)
+    return bad
 
 
 class History(dict):

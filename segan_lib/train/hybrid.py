@@ -1,4 +1,4 @@
-"""The hybrid loss of Luc et al. on the one training engine: pixel loss + lambda * adversarial.
+"""The hybrid loss of Luc et al.: pixel loss + lambda * adversarial. One step, read top to bottom.
 
 Luc, Couprie, Chintala and Verbeek, "Semantic Segmentation using Adversarial Networks",
 NeurIPS 2016 Workshop on Adversarial Training (arXiv 1611.08408). A discriminator ``a``
@@ -13,7 +13,15 @@ Any objective of :class:`~segan_lib.losses.adversarial.GANLoss` can replace the 
 ``"product"`` (each class map times the image, K*C channels); see ``encode_pair``. The
 discriminator is image-level (``"luc"``) or pix2pix's PatchGAN (``"patchgan"``, Isola et al.,
 CVPR 2017). Binary segmentors (K = 1) use the sigmoid map; ignored pixels are zero in both.
-The update order is the game of :mod:`segan_lib.train.adversarial`.
+
+:meth:`HybridStrategy.train_step` is the whole step, in the order of the methods below it:
+
+1. :meth:`~HybridStrategy.forward_pass`: the segmentor's logits and both encoded pairs;
+2. ``n_critic`` times :meth:`~HybridStrategy.critic_step` (the discriminator is this
+   method's critic): unfreeze, zero its gradients, its GAN loss on the real pairs and the
+   *detached* predicted ones, backward, Adam step;
+3. :meth:`~HybridStrategy.segmentor_step`: freeze the discriminator, ``loss = pixel_loss +
+   lambda_adv * generator term``, backward, Adam step, unfreeze.
 """
 from __future__ import annotations
 
@@ -22,21 +30,27 @@ from torch import nn
 
 from segan_lib._checks import check_choice, check_positive
 from segan_lib.losses import PIXEL_LOSSES, get_pixel_loss
-from segan_lib.losses.adversarial import GAN_MODES, PAIR_ENCODINGS, GANLoss, encode_pair, encoded_channels
+from segan_lib.losses.adversarial import (
+    GAN_MODES, PAIR_ENCODINGS, GANLoss, encode_pair, encoded_channels, label_maps, segmentation_probs,
+)
 from segan_lib.models.discriminators import LucDiscriminator, PatchGANDiscriminator
-from segan_lib.train.adversarial import AdversarialStrategy
+from segan_lib.train.adversarial import (
+    DEFAULT_LR, frozen, grad_norm, judge, like_images, logit_channels, set_requires_grad,
+)
+from segan_lib.train.hardware import make_adam
+from segan_lib.train.strategy import Strategy
 
 DISCRIMINATORS = ("luc", "patchgan")
 
 
-class HybridStrategy(AdversarialStrategy):
+class HybridStrategy(Strategy):
     """Pixel loss + adversarial term: nets and optimisers ``"segmentor"`` and ``"discriminator"``.
 
     Args:
         segmentor: images ``(B, in_channels, H, W)`` -> logits ``(B, K, H, W)``; K is read
-            from its ``n_classes`` attribute (else ``num_classes``); K = 1 means sigmoid.
+            from its ``num_classes`` attribute (else ``num_classes``); K = 1 means sigmoid.
         in_channels, num_classes: image channels; label classes (2 for binary).
-        lr: the segmentor's Adam rate (default 1e-3); ``disc_lr`` the discriminator's
+        lr: the segmentor's Adam rate (default 1e-3); ``critic_lr`` the discriminator's
             (default ``lr``).
         pixel_loss: a name from ``segan_lib.losses.PIXEL_LOSSES``; "ce" as in the paper.
         lambda_adv: weight of the adversarial term (default 0.01, the weight Hung et al.,
@@ -46,21 +60,19 @@ class HybridStrategy(AdversarialStrategy):
         gan_mode: the ``GANLoss`` objective; "nonsaturating" is the paper's.
         n_critic: discriminator updates per segmentor update, all on the same batch.
         spectral_norm: spectral normalisation in every discriminator layer.
-        disc_base_channels, disc_depth: width and number of strided layers of either
+        critic_base_channels, critic_depth: width and number of strided layers of either
             discriminator (PatchGAN's ``n_layers``; 3 gives its 70x70 patches).
-        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN.
+        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016).
+        ignore_index: mask value of pixels that count nowhere (zero in both pairs' maps).
 
-    Real and predicted pairs go through the discriminator as one batch of ``2B`` (one
-    forward pass per update). Logged each step (detached 0-d tensors): ``loss``
-    (= ``loss_segmentor``, the total), ``loss_pixel``, ``loss_adv`` (the generator term
-    before ``lambda_adv``), ``loss_discriminator``, ``d_acc_real`` / ``d_acc_fake``
-    (fraction of real / predicted pairs, or patches, the discriminator classifies
-    correctly), ``grad_norm_segmentor``, ``grad_norm_discriminator``.
+    Logged each step (detached 0-d tensors): ``loss`` (= ``loss_segmentor``, the total),
+    ``loss_pixel``, ``loss_adv`` (the generator term before ``lambda_adv``),
+    ``loss_discriminator``, ``d_acc_real`` / ``d_acc_fake`` (fraction of real / predicted
+    pairs, or patches, the discriminator classifies correctly), ``grad_norm_segmentor``,
+    ``grad_norm_discriminator``.
     """
 
     name = "hybrid"
-    critic_name = "discriminator"
-    critic_lr_arg = "disc_lr"
 
     def __init__(
         self,
@@ -76,68 +88,112 @@ class HybridStrategy(AdversarialStrategy):
         gan_mode: str = "nonsaturating",
         n_critic: int = 1,
         spectral_norm: bool = False,
-        disc_lr: float | None = None,
-        disc_base_channels: int = 32,
-        disc_depth: int = 3,
+        critic_lr: float | None = None,
+        critic_base_channels: int = 32,
+        critic_depth: int = 3,
         betas: tuple[float, float] = (0.5, 0.999),
         ignore_index: int = 255,
     ) -> None:
-        super().__init__(segmentor, in_channels=in_channels, num_classes=num_classes, lr=lr, critic_lr=disc_lr,
-                         n_critic=n_critic, betas=betas, ignore_index=ignore_index)
+        super().__init__()
+        if not isinstance(segmentor, nn.Module):
+            raise ValueError(f"segmentor must be an nn.Module, got {type(segmentor).__name__}")
+        check_positive("in_channels", in_channels)
+        check_positive("num_classes", num_classes)
+        check_positive("n_critic", n_critic)
+        self.lr = DEFAULT_LR if lr is None else lr
+        self.critic_lr = self.lr if critic_lr is None else critic_lr
+        check_positive("lr", self.lr)
+        check_positive("critic_lr", self.critic_lr)
         check_choice("pixel_loss", pixel_loss, tuple(PIXEL_LOSSES))
         check_positive("lambda_adv", lambda_adv, allow_zero=True)
         check_choice("encoding", encoding, PAIR_ENCODINGS)
         check_choice("discriminator", discriminator, DISCRIMINATORS)
         check_choice("gan_mode", gan_mode, GAN_MODES)
+        self.in_channels, self.num_classes, self.betas = in_channels, num_classes, betas
+        self.n_critic, self.ignore_index = n_critic, ignore_index
         self.lambda_adv, self.encoding = lambda_adv, encoding
-        self.pixel_loss_name = pixel_loss
         self.pixel_loss = get_pixel_loss(pixel_loss, ignore_index=ignore_index)
         self.gan_loss = GANLoss(gan_mode)
-        disc_in = encoded_channels(in_channels, self.map_channels, encoding)
+        self.map_channels = logit_channels(segmentor, num_classes)  # K
+        self.nets["segmentor"] = segmentor
+        pair_channels = encoded_channels(in_channels, self.map_channels, encoding)
         if discriminator == "luc":
             self.nets["discriminator"] = LucDiscriminator(
-                disc_in, base_channels=disc_base_channels, depth=disc_depth, spectral_norm=spectral_norm
+                pair_channels, base_channels=critic_base_channels, depth=critic_depth, spectral_norm=spectral_norm
             )
         else:
             self.nets["discriminator"] = PatchGANDiscriminator(
-                disc_in,
-                base_channels=disc_base_channels,
-                n_layers=disc_depth,
+                pair_channels,
+                base_channels=critic_base_channels,
+                n_layers=critic_depth,
                 norm="none" if spectral_norm else "batch",
                 spectral_norm=spectral_norm,
             )
 
-    @property
-    def disc_lr(self) -> float:
-        """The discriminator's Adam learning rate (``critic_lr`` of the base class)."""
-        return self.critic_lr
+    def configure_optimizers(self) -> None:
+        """One Adam per player (fused on CUDA)."""
+        for name, lr in (("segmentor", self.lr), ("discriminator", self.critic_lr)):
+            self.optimizers[name] = make_adam(list(self.unwrapped(name).parameters()), self.device, lr=lr,
+                                              betas=self.betas)
 
-    def encode(self, images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        """The (image, label map) pair in the chosen encoding, ``(B, C_in, H, W)``."""
-        return encode_pair(images, maps, self.encoding)
+    def check_batch(self, images: torch.Tensor, masks: torch.Tensor) -> None:
+        """The segmentor's input check, and the discriminator's on the shape of a pair batch."""
+        super().check_batch(images, masks)
+        b, c, h, w = images.shape
+        pair_channels = encoded_channels(c, self.map_channels, self.encoding)
+        self.unwrapped("discriminator").check_input(torch.empty(b, pair_channels, h, w, device="meta"))
 
-    def critic_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """``gan_loss.discriminator(a(x, y), a(x, s(x)))``; logs the real / fake accuracies."""
-        acc_real, acc_fake = self.gan_loss.accuracy(real_out, fake_out)
-        return self.gan_loss.discriminator(real_out, fake_out), {"d_acc_real": acc_real, "d_acc_fake": acc_fake}
+    # ------------------------------------------------------------------ one step
+    def train_step(self, images: torch.Tensor, masks: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Forward, ``n_critic`` discriminator updates, one segmentor update (see the module docstring)."""
+        logits, real_pairs, fake_pairs = self.forward_pass(images, masks)
+        logs: dict[str, torch.Tensor] = {}
+        for _ in range(self.n_critic):
+            logs.update(self.critic_step(real_pairs, fake_pairs))
+        logs.update(self.segmentor_step(logits, masks, fake_pairs))
+        logs["loss"] = logs["loss_segmentor"]
+        return logs
 
-    def segmentor_loss(
-        self, critic: nn.Module, logits: torch.Tensor, masks: torch.Tensor,
-        real_in: torch.Tensor | None, fake_in: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict]:
-        """``pixel_loss(logits, y) + lambda_adv * gan_loss.generator(a(x, s(x)))``; the predicted pairs only."""
-        pixel = self.pixel_loss(logits.float(), masks)
+    def forward_pass(
+        self, images: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits ``(B, K, H, W)`` and the encoded pairs ``(x, y)`` and ``(x, s(x))``, ``(B, C_in, H, W)``."""
+        true_maps, valid = label_maps(masks, self.map_channels, ignore_index=self.ignore_index)  # (B, K, H, W)
         with self.autocast():
-            fake_out = critic(fake_in)
-        adv = self.gan_loss.generator(fake_out)
-        return pixel + self.lambda_adv * adv, {"loss_pixel": pixel.detach(), "loss_adv": adv.detach()}
+            logits = self.nets["segmentor"](images)  # (B, K, H, W)
+        probs = segmentation_probs(logits) * valid  # (B, K, H, W), ignored pixels zeroed
+        real_pairs = like_images(encode_pair(images.float(), true_maps, self.encoding), images)  # (B, C_in, H, W)
+        fake_pairs = like_images(encode_pair(images.float(), probs, self.encoding), images)
+        return logits, real_pairs, fake_pairs
 
-    def discriminator_step(self, real_pairs: torch.Tensor, fake_pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One discriminator update on encoded pairs ``(B, C_in, H, W)``; ``fake_pairs`` is detached here."""
-        return self.critic_update(real_pairs, fake_pairs)
+    def critic_step(self, real_pairs: torch.Tensor, fake_pairs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One discriminator update: tell real pairs from the detached predicted ones."""
+        discriminator, optimizer = self.unwrapped("discriminator"), self.optimizers["discriminator"]
+        set_requires_grad(discriminator, True)
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            real_scores, fake_scores = judge(self.nets["discriminator"], real_pairs, fake_pairs.detach())
+        acc_real, acc_fake = self.gan_loss.accuracy(real_scores, fake_scores)
+        loss = self.gan_loss.discriminator(real_scores, fake_scores)
+        loss.backward()  # no gradient reaches the segmentor: its prediction is detached
+        norm = grad_norm(discriminator.parameters())
+        optimizer.step()
+        return {"loss_discriminator": loss.detach(), "d_acc_real": acc_real, "d_acc_fake": acc_fake,
+                "grad_norm_discriminator": norm}
 
-    def segmentor_step(
-        self, logits: torch.Tensor, masks: torch.Tensor, fake_pairs: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """One segmentor update: pixel loss + ``lambda_adv`` * generator term; the discriminator frozen."""
-        return self.segmentor_update(logits, masks, None, fake_pairs)
+    def segmentor_step(self, logits: torch.Tensor, masks: torch.Tensor, fake_pairs: torch.Tensor
+                       ) -> dict[str, torch.Tensor]:
+        """One segmentor update: pixel loss + ``lambda_adv`` * generator term, the discriminator frozen."""
+        optimizer = self.optimizers["segmentor"]
+        with frozen(self.nets["discriminator"]) as discriminator:  # gradients flow through it, not into it
+            optimizer.zero_grad(set_to_none=True)
+            pixel = self.pixel_loss(logits.float(), masks)
+            with self.autocast():
+                fake_scores = discriminator(fake_pairs)  # only the predicted pairs
+            adv = self.gan_loss.generator(fake_scores)
+            loss = pixel + self.lambda_adv * adv
+            loss.backward()
+            norm = grad_norm(self.unwrapped("segmentor").parameters())
+            optimizer.step()
+        return {"loss_segmentor": loss.detach(), "loss_pixel": pixel.detach(), "loss_adv": adv.detach(),
+                "grad_norm_segmentor": norm}

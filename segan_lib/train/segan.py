@@ -1,4 +1,4 @@
-"""SegAN on the one training engine: a segmentor and a multi-scale critic play min-max.
+"""SegAN: a segmentor and a multi-scale critic play min-max. One step, read top to bottom.
 
 Xue, Xu, Zhang, Long and Huang, "SegAN: Adversarial Network with Multi-scale L1 Loss for
 Medical Image Segmentation", Neuroinformatics 16 (2018) 383-392:
@@ -12,17 +12,21 @@ Multi-class (K >= 2): ``S(x) = softmax(logits)`` over the K classes and ``y`` is
 (class-major), so the critic sees one masked image per class. Ignored pixels are zero in
 both inputs.
 
-One ``train_step`` (the game of :mod:`segan_lib.train.adversarial`): the segmentor's forward
-pass, ``n_critic`` critic updates (the critic *maximises* l_mae on the detached prediction,
-then its weights are clipped to ``[-clip_value, clip_value]`` as in the authors' code, unless
-it is spectrally normalised), then one segmentor update (the critic frozen). The segmentor
-loss is
+:meth:`SeganStrategy.train_step` is the whole step, in the order of the methods below it:
 
-    l_mae + dice_weight * soft_dice_loss(logits, y) + pixel_loss(logits, y)
+1. :meth:`~SeganStrategy.forward_pass`: the segmentor's logits and both masked images;
+2. ``n_critic`` times :meth:`~SeganStrategy.critic_step`: unfreeze the critic, zero its
+   gradients, ``loss = -l_mae`` on the *detached* prediction (the critic maximises l_mae),
+   backward, Adam step, clip its weights to ``[-clip_value, clip_value]`` as in the
+   authors' code (unless it is spectrally normalised);
+3. :meth:`~SeganStrategy.segmentor_step`: freeze the critic, ``loss = l_mae +
+   dice_weight * soft_dice_loss(logits, y) + pixel_loss(logits, y)``, backward, Adam step,
+   unfreeze.
 
-where only ``l_mae`` is the paper's: the soft Dice term is what the authors' public code
-adds, and ``pixel_loss`` (a name from ``segan_lib.losses.PIXEL_LOSSES``) is a further option;
-both are off by default (``dice_weight=0``, ``pixel_loss=None``).
+Only ``l_mae`` is the paper's: the soft Dice term is what the authors' public code adds, and
+``pixel_loss`` (a name from ``segan_lib.losses.PIXEL_LOSSES``) is a further option; both are
+off by default (``dice_weight=0``, ``pixel_loss=None``). The engine (``engine.py``) runs the
+loop, devices, autocast, compile, DDP, checkpoints and logging around it.
 """
 from __future__ import annotations
 
@@ -31,9 +35,13 @@ from torch import nn
 
 from segan_lib._checks import check_choice, check_positive
 from segan_lib.losses import PIXEL_LOSSES, get_pixel_loss, soft_dice_loss
-from segan_lib.losses.adversarial import mask_images, multiscale_l1_loss
+from segan_lib.losses.adversarial import label_maps, mask_images, multiscale_l1_loss, segmentation_probs
 from segan_lib.models.discriminators import SeganCritic
-from segan_lib.train.adversarial import AdversarialStrategy
+from segan_lib.train.adversarial import (
+    DEFAULT_LR, frozen, grad_norm, judge, like_images, logit_channels, set_requires_grad,
+)
+from segan_lib.train.hardware import make_adam
+from segan_lib.train.strategy import Strategy
 
 
 @torch.no_grad()
@@ -43,12 +51,12 @@ def clip_weights_(net: nn.Module, clip_value: float) -> None:
         p.clamp_(-clip_value, clip_value)
 
 
-class SeganStrategy(AdversarialStrategy):
+class SeganStrategy(Strategy):
     """SegAN: nets ``"segmentor"`` and ``"critic"``, optimisers of the same names.
 
     Args:
         segmentor: images ``(B, in_channels, H, W)`` -> logits ``(B, K, H, W)``; K is read
-            from its ``n_classes`` attribute (else ``num_classes``); K = 1 means sigmoid.
+            from its ``num_classes`` attribute (else ``num_classes``); K = 1 means sigmoid.
         in_channels, num_classes: image channels; label classes (2 for binary).
         lr: the segmentor's Adam rate (default 1e-3); ``critic_lr`` the critic's (default ``lr``).
         pixel_loss, dice_weight: additions to the paper's loss (off by default), see the module.
@@ -58,19 +66,16 @@ class SeganStrategy(AdversarialStrategy):
             clipping and of the critic's batch norm (``clip_value`` is then ignored).
         critic_base_channels, critic_depth: width and number of strided layers of the critic
             (it gets ``in_channels * K`` input channels; H, W divisible by ``2**critic_depth``).
-        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN.
+        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016).
+        ignore_index: mask value of pixels that count nowhere (zero in both masked images).
 
-    The true and predicted masked images go through the critic as one batch of ``2B``: one
-    forward pass per update (one DDP call), and batch norm sees both. Logged each step
-    (detached 0-d tensors): ``loss`` (= ``loss_segmentor``, the segmentor's total),
-    ``loss_critic`` (= -l_mae in the critic step), ``l_mae`` (in the segmentor step),
+    Logged each step (detached 0-d tensors): ``loss`` (= ``loss_segmentor``, the segmentor's
+    total), ``loss_critic`` (= -l_mae in the critic step), ``l_mae`` (in the segmentor step),
     ``loss_dice`` / ``loss_pixel`` when used, ``grad_norm_segmentor``, ``grad_norm_critic``.
     SegAN's critic is not a classifier, so there is no real/fake accuracy to log.
     """
 
     name = "segan"
-    critic_name = "critic"
-    critic_lr_arg = "critic_lr"
 
     def __init__(
         self,
@@ -90,17 +95,27 @@ class SeganStrategy(AdversarialStrategy):
         betas: tuple[float, float] = (0.5, 0.999),
         ignore_index: int = 255,
     ) -> None:
-        super().__init__(segmentor, in_channels=in_channels, num_classes=num_classes, lr=lr, critic_lr=critic_lr,
-                         n_critic=n_critic, betas=betas, ignore_index=ignore_index)
+        super().__init__()
+        if not isinstance(segmentor, nn.Module):
+            raise ValueError(f"segmentor must be an nn.Module, got {type(segmentor).__name__}")
+        check_positive("in_channels", in_channels)
+        check_positive("num_classes", num_classes)
+        check_positive("n_critic", n_critic)
+        self.lr = DEFAULT_LR if lr is None else lr
+        self.critic_lr = self.lr if critic_lr is None else critic_lr
+        check_positive("lr", self.lr)
+        check_positive("critic_lr", self.critic_lr)
         check_positive("dice_weight", dice_weight, allow_zero=True)
         if pixel_loss is not None:
             check_choice("pixel_loss", pixel_loss, tuple(PIXEL_LOSSES))
         if not spectral_norm and clip_value is not None:
             check_positive("clip_value", clip_value)
-        self.dice_weight = dice_weight
+        self.in_channels, self.num_classes, self.betas = in_channels, num_classes, betas
+        self.n_critic, self.ignore_index, self.dice_weight = n_critic, ignore_index, dice_weight
         self.clip_value = None if spectral_norm else clip_value
-        self.pixel_loss_name = pixel_loss
         self.pixel_loss = None if pixel_loss is None else get_pixel_loss(pixel_loss, ignore_index=ignore_index)
+        self.map_channels = logit_channels(segmentor, num_classes)  # K
+        self.nets["segmentor"] = segmentor
         self.nets["critic"] = SeganCritic(
             in_channels * self.map_channels,
             base_channels=critic_base_channels,
@@ -109,44 +124,76 @@ class SeganStrategy(AdversarialStrategy):
             batch_norm=not spectral_norm,
         )
 
-    def encode(self, images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        """The masked images ``x o m`` ``(B, K*C, H, W)`` of images ``(B, C, H, W)`` and maps ``(B, K, H, W)``."""
-        return mask_images(images, maps)
+    def configure_optimizers(self) -> None:
+        """One Adam per player (fused on CUDA)."""
+        for name, lr in (("segmentor", self.lr), ("critic", self.critic_lr)):
+            self.optimizers[name] = make_adam(list(self.unwrapped(name).parameters()), self.device, lr=lr,
+                                              betas=self.betas)
 
-    def critic_loss(self, real_out: list[torch.Tensor], fake_out: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        """``-l_mae`` between the critic's features of ``x o y`` and ``x o S(x)``: the critic maximises l_mae."""
-        return -multiscale_l1_loss(real_out, fake_out), {}
+    def check_batch(self, images: torch.Tensor, masks: torch.Tensor) -> None:
+        """The segmentor's input check, and the critic's on the shape of a masked image batch."""
+        super().check_batch(images, masks)
+        b, c, h, w = images.shape
+        self.unwrapped("critic").check_input(torch.empty(b, c * self.map_channels, h, w, device="meta"))
 
-    def after_critic_step(self) -> None:
-        """Clip the critic's weights to ``[-clip_value, clip_value]`` (unless ``clip_value`` is None)."""
-        if self.clip_value is not None:
-            clip_weights_(self.unwrapped("critic"), self.clip_value)
+    # ------------------------------------------------------------------ one step
+    def train_step(self, images: torch.Tensor, masks: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Forward, ``n_critic`` critic updates, one segmentor update (see the module docstring)."""
+        logits, masked_true, masked_pred = self.forward_pass(images, masks)
+        logs: dict[str, torch.Tensor] = {}
+        for _ in range(self.n_critic):
+            logs.update(self.critic_step(masked_true, masked_pred))
+        logs.update(self.segmentor_step(logits, masks, masked_true, masked_pred))
+        logs["loss"] = logs["loss_segmentor"]
+        return logs
 
-    def segmentor_loss(
-        self, critic: nn.Module, logits: torch.Tensor, masks: torch.Tensor,
-        real_in: torch.Tensor | None, fake_in: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict]:
-        """``l_mae`` (+ ``dice_weight`` * soft Dice, + the pixel loss when set); logs each term."""
-        real_f, fake_f = self.judge(critic, real_in, fake_in)
-        l_mae = multiscale_l1_loss(real_f, fake_f)
-        terms = {"l_mae": l_mae.detach()}
-        loss = l_mae
-        if self.dice_weight > 0:
-            dice = soft_dice_loss(logits.float(), masks, ignore_index=self.ignore_index)
-            loss = loss + self.dice_weight * dice
-            terms["loss_dice"] = dice.detach()
-        if self.pixel_loss is not None:
-            pixel = self.pixel_loss(logits.float(), masks)
-            loss = loss + pixel
-            terms["loss_pixel"] = pixel.detach()
-        return loss, terms
+    def forward_pass(
+        self, images: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits ``(B, K, H, W)`` and the masked images ``x o y`` and ``x o S(x)``, ``(B, K*C, H, W)``."""
+        true_maps, valid = label_maps(masks, self.map_channels, ignore_index=self.ignore_index)  # (B, K, H, W)
+        with self.autocast():
+            logits = self.nets["segmentor"](images)  # (B, K, H, W)
+        probs = segmentation_probs(logits) * valid  # (B, K, H, W), ignored pixels zeroed
+        masked_true = like_images(mask_images(images.float(), true_maps), images)  # (B, K*C, H, W)
+        masked_pred = like_images(mask_images(images.float(), probs), images)
+        return logits, masked_true, masked_pred
 
     def critic_step(self, masked_true: torch.Tensor, masked_pred: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One critic update: maximise l_mae (minimise -l_mae), then clip. ``masked_pred`` is detached here."""
-        return self.critic_update(masked_true, masked_pred)
+        """One critic update: maximise l_mae (minimise -l_mae) on the detached prediction, then clip."""
+        critic, optimizer = self.unwrapped("critic"), self.optimizers["critic"]
+        set_requires_grad(critic, True)
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            real_features, fake_features = judge(self.nets["critic"], masked_true, masked_pred.detach())
+        loss = -multiscale_l1_loss(real_features, fake_features)
+        loss.backward()  # no gradient reaches the segmentor: its prediction is detached
+        norm = grad_norm(critic.parameters())
+        optimizer.step()
+        if self.clip_value is not None:  # keep the critic Lipschitz-bounded
+            clip_weights_(critic, self.clip_value)
+        return {"loss_critic": loss.detach(), "grad_norm_critic": norm}
 
     def segmentor_step(
         self, logits: torch.Tensor, masks: torch.Tensor, masked_true: torch.Tensor, masked_pred: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """One segmentor update: minimise l_mae (+ optional Dice / pixel terms); the critic is frozen."""
-        return self.segmentor_update(logits, masks, masked_true, masked_pred)
+        """One segmentor update: minimise l_mae (+ the Dice / pixel terms when on), the critic frozen."""
+        optimizer = self.optimizers["segmentor"]
+        with frozen(self.nets["critic"]) as critic:  # gradients flow through it, not into it
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                real_features, fake_features = judge(critic, masked_true, masked_pred)
+            l_mae = multiscale_l1_loss(real_features, fake_features)
+            loss, terms = l_mae, {"l_mae": l_mae.detach()}
+            if self.dice_weight > 0:
+                dice = soft_dice_loss(logits.float(), masks, ignore_index=self.ignore_index)
+                loss = loss + self.dice_weight * dice
+                terms["loss_dice"] = dice.detach()
+            if self.pixel_loss is not None:
+                pixel = self.pixel_loss(logits.float(), masks)
+                loss = loss + pixel
+                terms["loss_pixel"] = pixel.detach()
+            loss.backward()
+            norm = grad_norm(self.unwrapped("segmentor").parameters())
+            optimizer.step()
+        return {"loss_segmentor": loss.detach(), **terms, "grad_norm_segmentor": norm}

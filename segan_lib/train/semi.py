@@ -54,7 +54,7 @@ from segan_lib.losses.semi import self_training_loss, softmax_confidence, spatia
 from segan_lib.models.discriminators import ConfidenceMapDiscriminator
 from segan_lib.train import distributed
 from segan_lib.train.adversarial import DEFAULT_LR, frozen_view, grad_norm, like_images, set_requires_grad
-from segan_lib.train.adversarial import segmentor_out_channels
+from segan_lib.train.adversarial import logit_channels
 from segan_lib.train.batches import epoch_permutation
 from segan_lib.train.hardware import make_adam
 from segan_lib.train.strategy import Strategy
@@ -114,7 +114,7 @@ class SemiStrategy(Strategy):
     and every arm and method of the course uses that same optimiser, so comparisons stay fair.
 
     Args:
-        segmentor: images ``(B, C, H, W)`` -> logits ``(B, K, H, W)``; K from its ``n_classes``
+        segmentor: images ``(B, C, H, W)`` -> logits ``(B, K, H, W)``; K from its ``num_classes``
             attribute (else ``num_classes``); K = 1 means sigmoid.
         in_channels: image channels (accepted for ``build_strategy``; ``D`` sees label maps only).
         num_classes: label classes (2 for binary).
@@ -174,7 +174,7 @@ class SemiStrategy(Strategy):
         self.unlabelled_batch_size, self.seed = unlabelled_batch_size, seed
         self.pixel_loss_name = pixel_loss
         self.pixel_loss = get_pixel_loss(pixel_loss, ignore_index=ignore_index)
-        self.map_channels = segmentor_out_channels(segmentor, num_classes)  # K
+        self.map_channels = logit_channels(segmentor, num_classes)  # K
         self.nets["segmentor"] = segmentor
         if confidence == "discriminator" and (lambda_adv > 0 or lambda_adv_unlabelled > 0 or lambda_semi > 0):
             self.nets["discriminator"] = ConfidenceMapDiscriminator(

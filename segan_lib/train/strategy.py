@@ -1,18 +1,22 @@
 """The contract between the one training engine and the methods that run on it.
 
 A *strategy* owns the networks of one training method (a segmentor, maybe a critic or a
-discriminator), their optimisers and the update order of one step. The engine owns
-everything else: devices, seeds, bf16 autocast, channels_last, DistributedDataParallel,
-the loop, progress, evaluation, NaN stops and checkpoints. So supervised training, SegAN
-and the hybrid loss of Luc et al. are small classes, not copies of a loop.
+discriminator), their optimisers, and its ``train_step``. The engine owns everything else:
+devices, seeds, bf16 autocast, channels_last, ``torch.compile``, DistributedDataParallel,
+the loop, progress, evaluation, NaN stops and checkpoints, as Lightning's Trainer does. Each
+method is one file named after it (``supervised.py``, ``segan.py``, ``hybrid.py``,
+``gan.py``) whose ``train_step`` reads top to bottom; :class:`Strategy` is only the shape
+the engine expects, with no step logic of its own.
 
 Engine to strategy, in order:
-1. ``strategy.nets`` (an ``nn.ModuleDict``; key ``"segmentor"`` is required) is moved to
-   the device (and to channels_last on CUDA).
+1. ``strategy.nets`` (an ``nn.ModuleDict``; key ``"segmentor"`` for segmentation methods)
+   is moved to the device (and to channels_last on CUDA).
 2. ``strategy.configure_optimizers()`` builds ``strategy.optimizers`` (a dict name -> optimiser).
-3. Under DDP the engine replaces each entry of ``strategy.nets`` by its DDP wrapper;
-   ``strategy.unwrapped(name)`` always gives the bare module.
-4. Each step: ``logs = strategy.train_step(images, masks, step)``. The strategy runs its
+3. Under DDP the engine replaces each entry of ``strategy.nets`` by its DDP wrapper, then by
+   its compiled wrapper; ``strategy.unwrapped(name)`` always gives the bare module.
+4. Once, on the first batch of a run: ``strategy.check_batch(images, masks)``, the checks
+   that need a batch (image size against the networks). Nothing is checked in the step.
+5. Each step: ``logs = strategy.train_step(images, masks, step)``. The strategy runs its
    forward passes inside ``with self.autocast():``, calls backward and steps its
    optimisers itself, in the order the method prescribes. It returns detached 0-d tensors
    (never ``.item()``: no host sync per step); the engine averages and reads them at each
@@ -21,10 +25,11 @@ Engine to strategy, in order:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from segan_lib._checks import check_image
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -38,28 +43,9 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
-def frozen_view(net: nn.Module) -> nn.Module:
-    """What to call for a forward pass of a *frozen* network (a critic or discriminator while
-    the other player updates).
-
-    ``net`` itself (so a ``torch.compile`` wrapper is used) unless a DDP wrapper is involved:
-    DDP would then wait for gradients that a frozen network never produces, so the bare
-    module is called instead (it is not updated in that step: nothing to synchronise).
-    """
-    module = net
-    while hasattr(module, "_orig_mod"):
-        module = module._orig_mod
-    return unwrap(net) if isinstance(module, nn.parallel.DistributedDataParallel) else net
-
-
-def set_requires_grad(net: nn.Module, flag: bool) -> None:
-    """Freeze (``False``) or unfreeze a network, e.g. the critic during the segmentor step."""
-    for p in net.parameters():
-        p.requires_grad_(flag)
-
-
 class Strategy:
-    """Base class of a training method. Subclasses fill ``nets`` and implement the step."""
+    """Base class of a training method: subclasses fill ``nets`` in ``__init__`` and define
+    ``configure_optimizers`` and ``train_step`` (see the module docstring)."""
 
     name = "base"
 
@@ -92,6 +78,19 @@ class Strategy:
         """One update on a batch: images ``(B, C, H, W)`` float, masks ``(B, H, W)`` int64."""
         raise NotImplementedError
 
+    def check_batch(self, images: torch.Tensor, masks: torch.Tensor | None) -> None:
+        """Raise ``ValueError`` if a batch does not fit the networks; the engine calls it once,
+        on the first batch of a run. Here, for a method with a segmentor: images are a float
+        ``(B, C, H, W)`` batch, and the segmentor's ``check_input`` passes if it has one (the
+        U-Net's checks the channels and that H, W are divisible by ``2**depth``). Nothing for
+        other methods: a method with more to check extends it."""
+        if "segmentor" not in self.nets:
+            return
+        check_image("images", images)
+        check_input = getattr(self.unwrapped("segmentor"), "check_input", None)
+        if check_input is not None:
+            check_input(images)
+
     @torch.no_grad()
     def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Segmentor logits ``(B, K, H, W)`` in eval mode (the caller restores train mode)."""
@@ -118,6 +117,3 @@ class Strategy:
             if k not in state["optimizers"]:
                 raise ValueError(f"checkpoint lacks the state of optimiser {k!r} of the {self.name} method")
             opt.load_state_dict(state["optimizers"][k])
-
-    def iter_nets(self) -> Iterator[tuple[str, nn.Module]]:
-        return iter(self.nets.items())

@@ -1,14 +1,21 @@
-"""Plain supervised segmentation: one network, one pixel loss, Adam."""
+"""Plain supervised segmentation: one network, one pixel loss, Adam. One step, read top to bottom.
+
+The simplest method on the engine, and the baseline every adversarial method is compared
+with: :meth:`SupervisedStrategy.train_step` sets the step's learning rate, zeroes the
+gradients, runs the segmentor, takes the pixel loss, backward, Adam step. The two-player
+methods (``segan.py``, ``hybrid.py``, ``gan.py``) follow the same pattern with a critic update
+before the segmentor's.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from segan_lib._checks import check_positive
+from segan_lib.losses import get_pixel_loss
 from segan_lib.train.hardware import make_adam
 from segan_lib.train.strategy import Strategy
 
@@ -22,8 +29,6 @@ def resolve_pixel_loss(loss: str | PixelLossFn) -> PixelLossFn:
         return loss
     if not isinstance(loss, str):
         raise ValueError(f"loss must be a loss name or a callable loss(logits, masks), got {type(loss).__name__}")
-    from segan_lib.losses import get_pixel_loss
-
     return get_pixel_loss(loss)
 
 
@@ -76,6 +81,7 @@ class SupervisedStrategy(Strategy):
         self.optimizers = {"segmentor": make_adam(params, self.device, lr=self.lr, weight_decay=self.weight_decay)}
 
     def train_step(self, images: Tensor, masks: Tensor, step: int) -> dict[str, Tensor]:
+        """One Adam step on the pixel loss (see the class docstring); logs ``loss``."""
         optimizer = self.optimizers["segmentor"]
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(step)

@@ -5,7 +5,7 @@ validation metrics and a few prediction overlays, through ``torch.utils.tensorbo
 the :class:`~segan_lib.train.Trainer` write, on rank 0 only, with the global step as x-axis::
 
     train/<name>      every averaged log of the strategy at each logging interval: loss,
-                      loss_segmentor, loss_critic, grad_norm_<player>, d_real_acc, ...
+                      loss_segmentor, loss_critic, grad_norm_<player>, d_acc_real, ...
     lr/<optimiser>    the learning rate of each optimiser (its first parameter group)
     val/<metric>      mean_dice, mean_iou, pixel_accuracy, dice_class_<k>, iou_class_<k>
     val/predictions   images: for the first few validation samples, side by side, the image,

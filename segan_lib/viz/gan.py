@@ -16,7 +16,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-LOSS_LABELS = {"loss_d": "discriminator loss", "loss_g": "generator loss"}
+LOSS_LABELS = {"loss_discriminator": "discriminator loss", "loss_generator": "generator loss"}
+PLAYER_LOSSES = ("loss_discriminator", "loss_generator")  # what GANStrategy logs
 REAL_STYLE = {"s": 4, "c": "tab:blue", "alpha": 0.25, "label": "real"}
 FAKE_STYLE = {"s": 4, "c": "tab:orange", "alpha": 0.5, "label": "generated"}
 
@@ -125,7 +126,7 @@ def plot_mask_grid(masks: torch.Tensor, *, n_cols: int = 8, title: str | None = 
     return fig
 
 
-def draw_losses(ax: Axes, history: Mapping[str, Sequence[float]], *, keys: Sequence[str] = ("loss_d", "loss_g"),
+def draw_losses(ax: Axes, history: Mapping[str, Sequence[float]], *, keys: Sequence[str] = PLAYER_LOSSES,
                 upto_step: int | None = None) -> None:
     """Curves of ``history[key]`` against ``history["step"]``; a vertical line at ``upto_step``."""
     if "step" not in history:
@@ -144,13 +145,13 @@ def draw_losses(ax: Axes, history: Mapping[str, Sequence[float]], *, keys: Seque
     ax.legend(fontsize=8)
 
 
-def plot_gan_losses(history: Mapping[str, Sequence[float]], *, keys: Sequence[str] = ("loss_d", "loss_g"),
+def plot_gan_losses(history: Mapping[str, Sequence[float]], *, keys: Sequence[str] = PLAYER_LOSSES,
                     title: str = "losses of both players") -> Figure:
     """The discriminator's and the generator's losses over training (a ``History`` or dict of lists).
 
     At the game's equilibrium (D = 1/2 everywhere) the non-saturating losses are
-    ``loss_d = 2 log 2 ~ 1.386`` and ``loss_g = log 2 ~ 0.693``: a dotted line marks each
-    (meaningful for the "vanilla" / "nonsaturating" objectives).
+    ``loss_discriminator = 2 log 2 ~ 1.386`` and ``loss_generator = log 2 ~ 0.693``: a dotted
+    line marks each (meaningful for the "vanilla" / "nonsaturating" objectives).
     """
     fig = plt.figure(figsize=(6, 3))
     ax = fig.add_subplot()
@@ -164,7 +165,7 @@ def plot_gan_losses(history: Mapping[str, Sequence[float]], *, keys: Sequence[st
 
 
 def snapshots_history(snapshots: Sequence[Mapping]) -> dict[str, list[float]]:
-    """The losses recorded in ``snapshots`` as a history: ``{"step": [...], "loss_d": [...], ...}``.
+    """The losses in ``snapshots`` as a history: ``{"step": [...], "loss_discriminator": [...], ...}``.
 
     The keys are those of the first snapshot's ``"logs"``; a later snapshot without one gets NaN.
     No snapshots give ``{"step": []}``.

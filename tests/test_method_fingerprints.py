@@ -1,0 +1,171 @@
+"""Every method and every option that changes its step gives the numbers it gave before.
+
+Each case runs three steps of the engine on tiny data (16x16 SynthShapes, a 2-level U-Net,
+or 2-D points for the toy GAN), on the CPU, with one thread, a fixed seed and no autocast or
+compile. Its fingerprint is the logged value of every loss at every step, the float64 sum of
+every state tensor of every network (and four exact values per network), and the sums of
+each optimiser's state (Adam's moments, its step counts).
+The recorded fingerprints (``tests/data/method_fingerprints.json``) were made with the code
+before the training steps were rewritten method by method; a rewrite that changes no number
+leaves them bit-identical on the same torch version and CPU kind. Elsewhere (another torch,
+another vector instruction set) float rounding differs, so they are compared loosely.
+
+To record on purpose after a change that is meant to move the numbers::
+
+    PYTHONPATH=$PWD python tests/test_method_fingerprints.py --record
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from segan_lib import course
+from segan_lib.data.synthetic import SynthShapes
+from segan_lib.data.toy2d import GaussianMixture2D
+from segan_lib.models import MaskDiscriminator, MaskGenerator, ToyDiscriminator, ToyGenerator, UNet
+from segan_lib.train import TrainConfig, Trainer, build_strategy
+from segan_lib.train.gan import GANStrategy
+
+RECORDING = Path(__file__).parent / "data" / "method_fingerprints.json"
+STEPS = 3
+
+
+def _unet(num_classes: int) -> UNet:
+    course.seed_everything(0)
+    return UNet(3, num_classes, base_channels=4, depth=2, batch_norm=True)
+
+
+def _adversarial(method: str, *, binary: bool = False, **options: object) -> tuple[object, object]:
+    """``build_strategy(method, ...)`` around a seeded tiny U-Net, a small critic, and its data."""
+    data = SynthShapes(4 * STEPS, size=16, seed=0, binary=binary)
+    if method != "supervised":
+        options = {"critic_base_channels": 4, "critic_depth": 2, **options}
+    strategy = build_strategy(method, _unet(1 if binary else 4), in_channels=3, num_classes=data.num_classes,
+                              **options)
+    return strategy, data
+
+
+def _gan(real_from: str, **options: object) -> tuple[object, object]:
+    torch.manual_seed(0)
+    if real_from == "inputs":
+        strategy = GANStrategy(ToyGenerator(hidden=8, n_hidden=2), ToyDiscriminator(hidden=8, n_hidden=2),
+                               lr=1e-3, **options)
+        return strategy, GaussianMixture2D.ring(n=4 * STEPS)
+    strategy = GANStrategy(MaskGenerator(z_dim=8, size=16, widths=(8, 4)), MaskDiscriminator(size=16, widths=(4, 8)),
+                           real_from="masks", **options)
+    return strategy, SynthShapes(4 * STEPS, size=16, seed=0, binary=True)
+
+
+# name -> builder of (strategy, training data). Every option that changes what a step computes.
+CASES: dict[str, Callable[[], tuple[object, object]]] = {
+    "supervised": lambda: _adversarial("supervised", loss="dice_ce", lr=1e-2),
+    "supervised_cosine_weight_decay": lambda: _adversarial("supervised", loss="focal", lr=1e-2, cosine_steps=2,
+                                                           weight_decay=1e-3),
+    "segan": lambda: _adversarial("segan"),
+    "segan_dice_pixel": lambda: _adversarial("segan", loss="ce", dice_weight=1.0),
+    "segan_n_critic": lambda: _adversarial("segan", n_critic=2, critic_lr=5e-3),
+    "segan_spectral_norm": lambda: _adversarial("segan", spectral_norm=True),
+    "segan_no_clip": lambda: _adversarial("segan", clip_value=None),
+    "segan_binary": lambda: _adversarial("segan", binary=True, dice_weight=1.0),
+    "hybrid": lambda: _adversarial("hybrid", loss="ce", lambda_adv=0.5),
+    "hybrid_patchgan_product_n_critic": lambda: _adversarial(
+        "hybrid", loss="ce", lambda_adv=0.5, discriminator="patchgan", encoding="product", n_critic=2,
+        critic_lr=5e-3),
+    "hybrid_spectral_norm": lambda: _adversarial("hybrid", loss="ce", lambda_adv=0.5, spectral_norm=True),
+    "hybrid_patchgan_spectral_lsgan": lambda: _adversarial(
+        "hybrid", loss="dice_ce", lambda_adv=0.5, discriminator="patchgan", spectral_norm=True, gan_mode="lsgan"),
+    "hybrid_hinge_binary": lambda: _adversarial("hybrid", binary=True, loss="ce", lambda_adv=0.5, gan_mode="hinge"),
+    "hybrid_vanilla": lambda: _adversarial("hybrid", loss="ce", lambda_adv=0.5, gan_mode="vanilla"),
+    "gan_points": lambda: _gan("inputs"),
+    "gan_points_n_critic": lambda: _gan("inputs", n_critic=3, critic_lr=5e-4, loss="vanilla"),
+    "gan_masks": lambda: _gan("masks", loss="lsgan"),
+}
+
+
+def run_case(name: str) -> dict:
+    """Three engine steps of case ``name`` on one CPU thread; its fingerprint (see the module docstring)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        strategy, data = CASES[name]()
+        config = TrainConfig(epochs=1, batch_size=4, log_every=1, progress=False, device="cpu", amp="off",
+                             compile=False, seed=0)
+        history = Trainer(strategy, data, config=config).fit()
+    finally:
+        torch.set_num_threads(threads)
+    losses = {key: list(values) for key, values in history.to_dict().items() if key not in ("step", "epoch")}
+    weights: dict[str, float] = {}
+    for net_name in strategy.nets:
+        state = strategy.unwrapped(net_name).state_dict()
+        for key, value in state.items():
+            weights[f"nets.{net_name}.{key}"] = float(value.double().sum())
+        first, last = next(iter(state.values())).reshape(-1), list(state.values())[-1].reshape(-1)
+        weights[f"nets.{net_name}:exact"] = [float(first[0]), float(first[-1]), float(last[0]), float(last[-1])]
+    for opt_name, optimizer in strategy.optimizers.items():
+        for state in optimizer.state_dict()["state"].values():
+            for key, value in state.items():
+                total = weights.setdefault(f"optimizers.{opt_name}.{key}", [0.0, 0.0])
+                total[0] += float(value.double().sum())
+                total[1] += float(value.double().abs().sum())
+    return {"losses": losses, "weights": weights}
+
+
+def _machine() -> dict[str, str]:
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def _recording() -> dict:
+    return json.loads(RECORDING.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_fingerprint_of_each_method_and_option_is_unchanged(name):
+    recording = _recording()
+    expected, got = recording["cases"][name], run_case(name)
+    exact = recording["machine"] == _machine()
+
+    def same(a: float, b: float) -> bool:
+        if exact:
+            return a == b or (math.isnan(a) and math.isnan(b))
+        return math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-4)
+
+    missing = sorted(set(expected["losses"]) - set(got["losses"]))
+    assert not missing, f"{name}: no longer logged: {missing}"
+    for key, values in expected["losses"].items():
+        assert len(got["losses"][key]) == len(values), key
+        for step, (want, have) in enumerate(zip(values, got["losses"][key])):
+            assert same(want, have), f"{name}: {key} at step {step + 1} was {want!r}, is {have!r}"
+    assert sorted(got["weights"]) == sorted(expected["weights"]), f"{name}: other state tensors"
+    for key, want in expected["weights"].items():
+        have = got["weights"][key]
+        pairs = zip(want, have) if isinstance(want, list) else [(want, have)]
+        assert all(same(a, b) for a, b in pairs), f"{name}: {key} was {want}, is {have}"
+
+
+def test_every_method_has_a_fingerprint():
+    from segan_lib.train import METHODS
+
+    assert set(_recording()["cases"]) == set(CASES)
+    covered = {name.split("_")[0] for name in CASES}
+    assert set(METHODS) | {"gan"} <= covered
+
+
+if __name__ == "__main__" and "--record" in sys.argv:
+    cases = {name: run_case(name) for name in sorted(CASES)}
+    RECORDING.parent.mkdir(parents=True, exist_ok=True)
+    lines = ['{"machine": ' + json.dumps(_machine()) + ',', ' "cases": {']
+    for i, (name, case) in enumerate(cases.items()):
+        lines.append(f'  "{name}": {{')
+        for j, part in enumerate(("losses", "weights")):
+            entries = [f'   {json.dumps(key)}: {json.dumps(value)}' for key, value in sorted(case[part].items())]
+            lines.append(f'  "{part}": {{\n' + ",\n".join(entries) + ("\n  }," if j == 0 else "\n  }"))
+        lines.append("  }" + ("," if i < len(cases) - 1 else ""))
+    lines.append(" }\n}")
+    RECORDING.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"recorded {len(cases)} cases in {RECORDING}")
