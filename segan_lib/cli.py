@@ -216,20 +216,21 @@ def format_scores(scores: dict, class_names: Sequence[str], split: str = "valida
 
     ``scores``: ``SegmentationMetrics.compute()`` output (per-class entries as tensors or lists),
     optionally with ``StructureMetrics.compute()``'s keys: then the table gains the columns
-    BF1 (boundary F1), HD95 (pixels) and Topo (topology error), and three more mean lines.
+    BF1 (boundary F1), HD95 (pixels), Topo (topology error) and Pres (presence error), and
+    their foreground means.
     """
     structure = "boundary_f1" in scores
     width = max(len("class"), *(len(n) for n in class_names))
     header = f"{'class':<{width}}  {'Dice':>6}  {'IoU':>6}"
     columns = [list(scores["dice"]), list(scores["iou"])]
     if structure:
-        header += f"  {'BF1':>6}  {'HD95':>6}  {'Topo':>6}"
-        columns += [list(scores["boundary_f1"]), list(scores["hd95"]), list(scores["topology_error"])]
+        header += f"  {'BF1':>6}  {'HD95':>6}  {'Topo':>6}  {'Pres':>6}"
+        columns += [list(scores[key]) for key in ("boundary_f1", "hd95", "topology_error", "presence_error")]
     lines = [header]
     for name, *values in zip(class_names, *columns):
         row = f"{name:<{width}}  {values[0]:6.3f}  {values[1]:6.3f}"
         if structure:
-            row += f"  {values[2]:6.3f}  {values[3]:6.2f}  {values[4]:6.2f}"
+            row += f"  {values[2]:6.3f}  {values[3]:6.2f}  {values[4]:6.2f}  {values[5]:6.3f}"
         lines.append(row)
     lines.append(f"{split} mean Dice (foreground): {scores['mean_dice']:.3f}")
     lines.append(f"{split} mean IoU (foreground): {scores['mean_iou']:.3f}")
@@ -237,12 +238,15 @@ def format_scores(scores: dict, class_names: Sequence[str], split: str = "valida
         lines.append(f"{split} mean boundary F1 (foreground): {scores['mean_boundary_f1']:.3f}")
         lines.append(f"{split} mean HD95 (foreground): {scores['mean_hd95']:.2f} px")
         lines.append(f"{split} mean topology error (foreground): {scores['mean_topology_error']:.2f}")
+        lines.append(f"{split} mean presence error (foreground): {scores['mean_presence_error']:.3f}")
     lines.append(f"pixel accuracy: {scores['pixel_accuracy']:.3f}")
     if structure:
         from segan_lib.metrics import BOUNDARY_TOLERANCE
 
-        lines.append(f"BF1: boundary F1 within {BOUNDARY_TOLERANCE:g} px; HD95: 95th-percentile boundary distance "
-                     "in pixels; Topo: components and holes miscounted per image (means over images)")
+        lines.append(f"BF1: boundary F1 within {BOUNDARY_TOLERANCE:g} px; "
+                     "HD95: 95th-percentile boundary distance in px, where the class is in both masks;")
+        lines.append("Topo: components + holes miscounted; Pres: share of images with the class in one mask only "
+                     "(all per image, averaged)")
     return "\n".join(lines)
 
 

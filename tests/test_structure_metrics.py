@@ -9,8 +9,8 @@ import torch
 from scipy import ndimage
 
 from segan_lib.metrics import (
-    STRUCTURE_KEYS, StructureMetrics, count_components, count_holes, euler_number, label_components,
-    structure_scores,
+    STRUCTURE_KEYS, STRUCTURE_MEAN_KEYS, StructureMetrics, count_components, count_holes, euler_number,
+    label_components, structure_scores,
 )
 from segan_lib.metrics.geometry import contour, distances_to_nearest, segment_quantile, surface, within_distance
 
@@ -145,7 +145,7 @@ def test_hd95_matches_monai_on_random_masks():
     monai = pytest.importorskip("monai.metrics")
     for seed in range(3):
         pred, target = random_pair(seed)
-        pred[0][pred[0] == 3] = 0  # class 3 predicted nowhere in image 0, yet true there
+        pred[0][pred[0] == 3] = 0  # class 3 predicted nowhere in image 0, yet true there: MONAI gives NaN
         one_hot = lambda x: torch.nn.functional.one_hot(x.clamp(max=3), 4).permute(0, 3, 1, 2)  # noqa: E731
         valid = (target != 255)[:, None]
         # MONAI's own ignore_index: ignored pixels are all-zero in the one-hot target and zeroed in both
@@ -154,15 +154,13 @@ def test_hd95_matches_monai_on_random_masks():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MONAI warns about empty classes
             expected = metric(one_hot(pred), one_hot(target) * valid).double()
-        ours = structure_scores(pred, target, 4)["hd95"]
-        measured = ~torch.isnan(expected)
-        assert torch.allclose(ours[measured], expected[measured], atol=1e-5)  # MONAI in float32
-        # MONAI gives NaN when a class is in one mask only; the diagonal here
+        ours = structure_scores(pred, target, 4)
+        # NaN in both where a class is in one mask only (MONAI warns and gives NaN) or in neither
+        assert torch.allclose(ours["hd95"], expected, atol=1e-5, equal_nan=True)  # MONAI in float32
         pred_has = (one_hot(pred) * valid).flatten(2).any(dim=2)
         true_has = (one_hot(target) * valid).flatten(2).any(dim=2)
-        assert (ours[pred_has != true_has] == math.hypot(23, 19)).all() and (pred_has != true_has).sum() >= 1
-        assert torch.isnan(ours[~pred_has & ~true_has]).all()
-        assert torch.equal(measured, pred_has & true_has)
+        assert torch.equal(~torch.isnan(expected), pred_has & true_has) and (pred_has != true_has).sum() >= 1
+        assert (ours["presence_error"][pred_has != true_has] == 1).all()
 
 
 def reference_boundary_f1(pred: np.ndarray, target: np.ndarray, k: int, tolerance: float) -> float:
@@ -240,30 +238,33 @@ def test_ignored_pixels_are_no_contour_but_surface_and_cut_components():
 
 
 def test_empty_cases():
-    diagonal = math.hypot(3, 3)  # a 4 x 4 image
     target = masks(["0000", "0110", "0110", "0000"])
-    # class 2 absent from both: NaN everywhere; class 1 predicted nowhere: BF1 0, HD95 the diagonal,
-    # topology = the true count (1 component, no hole)
+    # class 2 absent from both: NaN everywhere; class 1 predicted nowhere: BF1 0, presence error 1,
+    # HD95 NaN (no predicted surface to measure from), topology = the true count (1 component, no hole)
     missed = structure_scores(torch.zeros_like(target), target, 3)
-    assert missed["boundary_f1"][0, 1].item() == 0 and missed["hd95"][0, 1].item() == diagonal
-    assert missed["topology_error"][0, 1].item() == 1
+    assert missed["boundary_f1"][0, 1].item() == 0 and missed["presence_error"][0, 1].item() == 1
+    assert math.isnan(missed["hd95"][0, 1].item()) and missed["topology_error"][0, 1].item() == 1
     assert all(math.isnan(missed[key][0, 2].item()) for key in STRUCTURE_KEYS)
-    # predicted where absent: 2 specks of class 2 -> BF1 0, HD95 the diagonal, topology error 2
+    assert missed["presence_error"][0, 0].item() == 0  # background in both
+    # predicted where absent: 2 specks of class 2 -> BF1 0, presence error 1, topology error 2
     specks = target.clone()
     specks[0, 0, 0], specks[0, 3, 3] = 2, 2
     false_alarm = structure_scores(specks, target, 3)
-    assert false_alarm["boundary_f1"][0, 2].item() == 0 and false_alarm["hd95"][0, 2].item() == diagonal
-    assert false_alarm["topology_error"][0, 2].item() == 2
+    assert false_alarm["boundary_f1"][0, 2].item() == 0 and false_alarm["presence_error"][0, 2].item() == 1
+    assert false_alarm["topology_error"][0, 2].item() == 2 and math.isnan(false_alarm["hd95"][0, 2].item())
     # a class filling the whole image in both: no contour (BF1 NaN), identical surfaces (HD95 0)
     full = torch.ones(1, 4, 4, dtype=torch.int64)
     scores = structure_scores(full, full, 2)
     assert math.isnan(scores["boundary_f1"][0, 1].item()) and scores["hd95"][0, 1].item() == 0
-    # the accumulator leaves NaN out and reports NaN for a class never scored
+    # the accumulator leaves NaN out of its means: a second image where class 1 is found, shifted
+    found = masks(["0000", "0011", "0011", "0000"])
     metrics = StructureMetrics(3)
-    metrics.update(torch.zeros_like(target), target)
+    metrics.update(torch.cat([torch.zeros_like(target), found]), torch.cat([target, target]))
     result = metrics.compute()
-    assert math.isnan(result["hd95"][2].item()) and result["mean_hd95"] == pytest.approx(diagonal)
-    assert result["mean_boundary_f1"] == 0 and result["mean_topology_error"] == 1
+    # HD95 from the second image only: the square is one pixel off, every surface distance 0 or 1
+    assert result["hd95"][1].item() == pytest.approx(1.0) and math.isnan(result["hd95"][2].item())
+    assert result["presence_error"][1].item() == 0.5 and result["mean_presence_error"] == 0.5  # class 2: NaN
+    assert result["boundary_f1"][1].item() == pytest.approx(0.5)  # 0 (missed), then 1 (within 2 px)
     nothing = StructureMetrics(2).compute()
     assert math.isnan(nothing["mean_boundary_f1"]) and nothing["boundary_f1"].shape == (2,)
 
@@ -280,7 +281,7 @@ def test_streaming_equals_one_big_batch_and_the_means_are_over_images():
         assert torch.allclose(a[key], b[key], equal_nan=True)
         assert torch.allclose(a[key], torch.nanmean(per_image[key], dim=0), equal_nan=True)
         assert a[key].dtype == torch.float64 and a[key].shape == (4,)
-    for key in ("boundary_f1", "hd95", "topology_error"):
+    for key in STRUCTURE_MEAN_KEYS:
         assert a["mean_" + key] == pytest.approx(torch.nanmean(a[key][1:]).item())  # foreground classes
     streamed.reset()
     assert streamed.counts.sum() == 0 and math.isnan(streamed.compute()["mean_hd95"])
@@ -326,14 +327,16 @@ def test_format_scores_adds_the_structure_columns():
 
     text = format_scores({"dice": [1.0, 0.5], "iou": [1.0, 1 / 3], "mean_dice": 0.5, "mean_iou": 1 / 3,
                           "pixel_accuracy": 0.9, "boundary_f1": [0.9, 0.75], "hd95": [1.0, 12.5],
-                          "topology_error": [0.0, 1.5], "mean_boundary_f1": 0.75, "mean_hd95": 12.5,
-                          "mean_topology_error": 1.5}, ["background", "disc"])
+                          "topology_error": [0.0, 1.5], "presence_error": [0.0, 0.25], "mean_boundary_f1": 0.75,
+                          "mean_hd95": 12.5, "mean_topology_error": 1.5, "mean_presence_error": 0.25},
+                         ["background", "disc"])
     lines = text.splitlines()
-    assert lines[0].split() == ["class", "Dice", "IoU", "BF1", "HD95", "Topo"]
-    assert lines[2] == "disc         0.500   0.333   0.750   12.50    1.50"
+    assert lines[0].split() == ["class", "Dice", "IoU", "BF1", "HD95", "Topo", "Pres"]
+    assert lines[2] == "disc         0.500   0.333   0.750   12.50    1.50   0.250"
     assert "validation mean Dice (foreground): 0.500" in text
     assert "validation mean boundary F1 (foreground): 0.750" in text
     assert "validation mean HD95 (foreground): 12.50 px" in text
+    assert "validation mean presence error (foreground): 0.250" in text
 
 
 @pytest.mark.parametrize("call,message", [

@@ -2,7 +2,7 @@
 
 * :mod:`.overlap`: one confusion matrix, per-class Dice and IoU, pixel accuracy
   (:class:`SegmentationMetrics`);
-* :mod:`.structure`: boundary F1, HD95 and topology errors per image and class
+* :mod:`.structure`: boundary F1, HD95, topology and presence errors per image and class
   (:class:`StructureMetrics`), built on :mod:`.geometry` (boundaries, distances) and
   :mod:`.components` (connected components, holes).
 
@@ -18,11 +18,18 @@ from segan_lib.metrics.overlap import (
     logits_to_pred,
     prediction_from,
 )
-from segan_lib.metrics.structure import BOUNDARY_TOLERANCE, STRUCTURE_KEYS, StructureMetrics, structure_scores
+from segan_lib.metrics.structure import (
+    BOUNDARY_TOLERANCE,
+    STRUCTURE_KEYS,
+    STRUCTURE_MEAN_KEYS,
+    StructureMetrics,
+    structure_scores,
+)
 
 __all__ = [
     "BOUNDARY_TOLERANCE",
     "STRUCTURE_KEYS",
+    "STRUCTURE_MEAN_KEYS",
     "SegmentationMetrics",
     "StructureMetrics",
     "confusion_matrix",

@@ -1,4 +1,4 @@
-"""Structure metrics: boundary F1, HD95 and topology errors, per image and class, streamed over batches.
+"""Structure metrics: boundary F1, HD95, topology and presence errors, per image and class, streamed.
 
 Dice and IoU count pixels; these look at shape. Each is computed per image and class (Csurka
 et al. argue for per-image scores), then averaged over the images in which it is defined; the
@@ -17,6 +17,10 @@ means run over the foreground classes ``1..K-1``, like ``mean_dice``.
 * **Topology error**: ``|c_p - c_t| + |h_p - h_t|`` with ``c`` the 8-connected components of
   the class and ``h`` its holes (4-connected components of the rest that do not touch the
   frame), :mod:`.components`; reported also as ``component_error`` and ``hole_error``.
+* **Presence error**: 1 if the class is in exactly one of prediction and truth (a missed
+  object or a false alarm, often a whole object given the wrong class), 0 if in both; its
+  mean is the share of images where that happened. HD95 leaves these images out (below), so
+  read the two together.
 
 Ignored pixels (``target == ignore_index``) are removed from the class in both prediction and
 truth. So they never hold a boundary pixel; they are no contour for boundary F1 (like the image
@@ -27,10 +31,10 @@ ignored band cuts a component in two in both masks alike.
 Empty cases, per image and class (present = has a valid pixel of the class):
 
 * absent from both prediction and truth: NaN for every metric, left out of the means;
-* present in exactly one: boundary F1 = 0, HD95 = the image diagonal ``sqrt((H-1)^2 + (W-1)^2)``
-  (the largest distance two pixels can have; MONAI's percentile HD gives NaN here, so a missed
-  object or a false alarm would drop out of its mean instead of counting as the worst case),
-  topology error as counted (e.g. 3 predicted specks, none true: 3);
+* present in exactly one: boundary F1 = 0, presence error = 1, topology error as counted (e.g.
+  3 predicted specks, none true: 3), HD95 NaN, as in MONAI (one surface is empty: no distance
+  to measure). A fixed penalty such as the image diagonal would instead let a few class
+  confusions dominate the mean HD95 and hide the boundary quality it is meant to show;
 * present in both but neither has a contour (the class fills every valid pixel of both):
   boundary F1 NaN (no boundary to score); if only one has a contour, 0.
 """
@@ -46,7 +50,8 @@ from segan_lib.metrics.components import count_components, count_holes
 from segan_lib.metrics.geometry import contour, distances_to_nearest, segment_quantile, surface, within_distance
 from segan_lib.metrics.overlap import check_num_classes, prediction_from
 
-STRUCTURE_KEYS = ("boundary_f1", "hd95", "topology_error", "component_error", "hole_error")
+STRUCTURE_KEYS = ("boundary_f1", "hd95", "topology_error", "component_error", "hole_error", "presence_error")
+STRUCTURE_MEAN_KEYS = ("boundary_f1", "hd95", "topology_error", "presence_error")  # with a foreground mean too
 HD_PERCENTILE = 95
 BOUNDARY_TOLERANCE = 2.0  # pixels; suits the course's 64-128 pixel images, larger images want more
 
@@ -95,7 +100,7 @@ def structure_scores(
     pred: Tensor, target: Tensor, num_classes: int, *, tolerance: float = BOUNDARY_TOLERANCE,
     ignore_index: int | None = 255,
 ) -> dict[str, Tensor]:
-    """Boundary F1, HD95 and topology errors of each image and class.
+    """Boundary F1, HD95, topology and presence errors of each image and class.
 
     Args:
         pred: ``(B, H, W)`` int64 predicted classes in ``0..K-1``.
@@ -117,7 +122,7 @@ def structure_scores(
     target = check_mask("target", target, num_classes, ignore_index)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
-    batch, height, width = target.shape
+    batch = target.shape[0]
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
     classes = torch.arange(num_classes, device=target.device).view(1, num_classes, 1, 1)
     pred_members = ((pred[:, None] == classes) & valid[:, None]).flatten(0, 1)  # (B*K, H, W)
@@ -127,7 +132,8 @@ def structure_scores(
     one_present = pred_present != true_present
     scores = {
         "boundary_f1": torch.where(one_present, 0.0, nan),
-        "hd95": torch.where(one_present, math.hypot(height - 1, width - 1), nan),
+        "hd95": nan.clone(),
+        "presence_error": torch.where(one_present, 1.0, torch.where(pred_present, 0.0, nan)),
     }
     both = (pred_present & true_present).nonzero()[:, 0]  # pairs to measure
     if both.numel():
@@ -144,7 +150,7 @@ def structure_scores(
 
 
 class StructureMetrics:
-    """Boundary F1, HD95 and topology errors accumulated over batches: per class, the mean over
+    """Boundary F1, HD95, topology and presence errors accumulated over batches: per class, the mean over
     every image in which the metric is defined (see :func:`structure_scores`).
 
     Streaming gives the numbers of one big batch: it keeps, per metric and class, the sum of
@@ -191,13 +197,13 @@ class StructureMetrics:
 
         Returns:
             For each of :data:`STRUCTURE_KEYS`: ``(K,)`` float64 CPU tensor, the mean over the
-            images where it is defined (NaN where none is); ``"mean_boundary_f1"``,
-            ``"mean_hd95"``, ``"mean_topology_error"``: floats, nanmean over the foreground
-            classes ``1..K-1`` (NaN if all are NaN).
+            images where it is defined (NaN where none is); ``"mean_" + key`` for each of
+            :data:`STRUCTURE_MEAN_KEYS`: floats, nanmean over the foreground classes ``1..K-1``
+            (NaN if all are NaN).
         """
         sums, counts = self.sums.cpu(), self.counts.cpu()  # the one host read, at the end
         per_class = torch.where(counts > 0, sums / counts.clamp(min=1), math.nan)  # (metrics, K)
         scores: dict[str, Tensor | float] = {key: per_class[i] for i, key in enumerate(STRUCTURE_KEYS)}
-        for key in ("boundary_f1", "hd95", "topology_error"):
+        for key in STRUCTURE_MEAN_KEYS:
             scores["mean_" + key] = torch.nanmean(per_class[STRUCTURE_KEYS.index(key), 1:]).item()
         return scores

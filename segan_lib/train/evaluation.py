@@ -37,7 +37,8 @@ def evaluate_segmentation(
     Returns:
         ``{"dice": (K,), "iou": (K,), "mean_dice", "mean_iou", "pixel_accuracy"}`` and the
         structure metrics ``{"boundary_f1", "hd95", "topology_error", "component_error",
-        "hole_error": (K,), "mean_boundary_f1", "mean_hd95", "mean_topology_error"}``; the means
+        "hole_error", "presence_error": (K,), "mean_boundary_f1", "mean_hd95",
+        "mean_topology_error", "mean_presence_error"}``; the means
         run over the foreground classes ``1..K-1`` (see :mod:`segan_lib.metrics`). Both are
         streamed on ``device``; the confusion matrix is read back once, at the end.
     """
