@@ -316,4 +316,4 @@ def test_build_strategy_by_method():
         build_strategy("gan", tiny_net(), in_channels=3, num_classes=2)
     with pytest.raises(ValueError, match="lr"):
         build_strategy("supervised", tiny_net(), in_channels=3, num_classes=2, lr=-1.0)
-    assert METHODS == tuple(STRATEGIES) == ("supervised", "segan", "hybrid")
+    assert METHODS == tuple(STRATEGIES) == ("supervised", "segan", "hybrid", "semi")
