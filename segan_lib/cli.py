@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands that live next to their code: module -> function(subparsers) that adds them.
 EXTRA_COMMANDS = (("segan_lib.data.export", "add_export_command"),  # segan data export
                   ("segan_lib.assignments", "add_assignments_command"),  # segan assignments
-                  ("segan_lib.bench", "add_bench_command"))  # segan bench
+                  ("segan_lib.bench", "add_bench_command"),  # segan bench
+                  ("segan_lib.book", "add_book_command"))  # segan book
 
 
 def _add_extra_commands(commands: argparse._SubParsersAction) -> None:
