@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -28,8 +28,9 @@ import nbformat
 from tqdm.auto import tqdm
 
 from segan_lib.assignments import course_notebooks, default_notebooks_dir, make_release
-from segan_lib.book.execute import BookError, execute_lesson_job, prepare_page, write_notebook
-from segan_lib.book.lessons import Lesson, RunMeasurement, course_map_markdown, read_lesson
+from segan_lib.book.execute import CELL_TIMEOUT_S, BookError, execute_lesson_job, prepare_page, write_notebook
+from segan_lib.book.lessons import (Lesson, RunMeasurement, course_map_markdown, format_bytes, format_seconds,
+                                   read_lesson)
 from segan_lib.book.pages import index_page
 from segan_lib.book.results import experiment_page, find_experiments
 
@@ -74,21 +75,26 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _execute_all(jobs_list: list[tuple[Path, Path]], jobs: int) -> dict[str, RunMeasurement]:
-    """Execute each (source, target) notebook, ``jobs`` kernels at a time, with a progress bar."""
+def _execute_all(jobs_list: list[tuple[Path, Path]], jobs: int,
+                 cell_timeout: int = CELL_TIMEOUT_S) -> dict[str, RunMeasurement]:
+    """Execute each (source, target) notebook, ``jobs`` kernels at a time, with a progress bar
+    and one line per finished lesson."""
     measurements = {}
     with tqdm(total=len(jobs_list), desc="executing lessons (quick mode)", unit="notebook") as bar:
+        def finished(name: str, facts: dict) -> None:
+            measurements[name] = run = RunMeasurement(**facts)
+            bar.write(f"  {name}: {format_seconds(run.seconds)}, peak RAM {format_bytes(run.max_rss_bytes)}")
+            bar.update()
+
         if jobs == 1:
             for source, target in jobs_list:
                 bar.set_postfix_str(source.stem)
-                measurements[source.stem] = RunMeasurement(**execute_lesson_job(str(source), str(target)))
-                bar.update()
+                finished(source.stem, execute_lesson_job(str(source), str(target), cell_timeout))
         else:  # separate processes, each driving one kernel
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(execute_lesson_job, str(s), str(t)): s.stem for s, t in jobs_list}
-                for future in futures:
-                    measurements[futures[future]] = RunMeasurement(**future.result())
-                    bar.update()
+                futures = {pool.submit(execute_lesson_job, str(s), str(t), cell_timeout): s.stem for s, t in jobs_list}
+                for future in as_completed(futures):
+                    finished(futures[future], future.result())
     return measurements
 
 
@@ -118,17 +124,19 @@ def _replace_folder(new: Path, out: Path) -> None:
 
 def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only: Sequence[str] | None = None,
                execute: bool = True, jobs: int = 1, build_dir: str | Path = "build/book",
-               results_dir: str | Path | None = None) -> BookReport:
+               results_dir: str | Path | None = None, cell_timeout: int = CELL_TIMEOUT_S) -> BookReport:
     """Build the course website into ``out`` (see the module docstring); returns what was built.
 
     ``only``: starts of lesson names (``["02", "03"]``), as ``segan assignments --only``; the
     course map still lists every lesson. ``results_dir``: pinned results (default
-    ``<notebooks>/results``; absent is fine). Raises ``ImportError`` without the docs extra,
-    ``ValueError`` for bad arguments, ``BookError`` if a lesson or Sphinx fails.
+    ``<notebooks>/results``; absent is fine). ``cell_timeout``: seconds one cell may run.
+    Raises ``ImportError`` without the docs extra, ``ValueError`` for bad arguments,
+    ``BookError`` if a lesson or Sphinx fails.
     """
     check_docs_dependencies()
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: expected a positive int, got {jobs!r}")
+    for name, value in (("jobs", jobs), ("cell_timeout", cell_timeout)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
     out, build_dir = Path(out).resolve(), Path(build_dir).resolve()
     _check_out(out)
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
@@ -151,7 +159,7 @@ def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only
     executed_dir = build_dir / "executed"
     if execute:
         _say(f"[2/4] executing {len(chosen)} lesson(s) in quick mode, {jobs} at a time")
-        measurements = _execute_all([(path, executed_dir / path.name) for path in chosen], jobs)
+        measurements = _execute_all([(path, executed_dir / path.name) for path in chosen], jobs, cell_timeout)
     else:
         _say("[2/4] not executing the lessons (--no-execute): pages without outputs")
         measurements = {}

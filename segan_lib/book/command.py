@@ -37,6 +37,8 @@ def add_book_command(subparsers: argparse._SubParsersAction) -> None:
              "outputs, built in about a minute")
     add("--jobs", type=_positive_int, default=1,
         help="lessons executed at the same time, and Sphinx processes (default 1)")
+    add("--cell-timeout", type=_positive_int, metavar="SECONDS",
+        help="seconds one cell may run before the build fails (default 1800: only a hung cell fails)")
     add("--notebooks-dir", help="folder of the course notebooks (default ./notebooks)")
     add("--results", help="folder of pinned reference results (default NOTEBOOKS_DIR/results; may be absent)")
     add("--build-dir", default="build/book", help="work folder for generated sources (default build/book)")
@@ -49,9 +51,10 @@ def run_book(args: argparse.Namespace) -> int:
     from segan_lib.book.build import build_book
     from segan_lib.book.execute import BookError
 
+    options = {"cell_timeout": args.cell_timeout} if args.cell_timeout else {}
     try:
         build_book(args.out, notebooks_dir=args.notebooks_dir, only=args.only, execute=args.execute,
-                   jobs=args.jobs, build_dir=args.build_dir, results_dir=args.results)
+                   jobs=args.jobs, build_dir=args.build_dir, results_dir=args.results, **options)
     except (BookError, AssignmentError) as error:
         print(f"segan: error: {error}", file=sys.stderr)
         return 1

@@ -25,7 +25,9 @@ import nbformat
 from segan_lib.book.lessons import RunMeasurement, format_bytes, format_seconds
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-CELL_TIMEOUT_S = 600  # as nbgrader's autograde in segan_lib.assignments
+# Seconds one cell may run: a quick-mode cell takes well under a minute on an idle 2-core CPU,
+# but several times longer on a busy one, so the limit only catches a cell that hangs.
+CELL_TIMEOUT_S = 1800
 # Run in the lesson's kernel after its last cell: peak RSS of the kernel process (ru_maxrss is
 # in kB on Linux, in bytes on macOS) and the mode the notebook chose.
 MEASURE_SOURCE = """\
@@ -59,18 +61,18 @@ def kernel_environment() -> dict[str, str]:
     return env
 
 
-def execute_lesson(source: str | Path, target: str | Path) -> RunMeasurement:
+def execute_lesson(source: str | Path, target: str | Path, cell_timeout: int = CELL_TIMEOUT_S) -> RunMeasurement:
     """Run every cell of notebook ``source`` in quick mode; write the executed notebook to ``target``.
 
     The kernel starts in ``source``'s folder. Returns the measured run; raises ``BookError``
-    with the failing cell's traceback if a cell raises (or runs past ``CELL_TIMEOUT_S``).
+    with the failing cell's traceback if a cell raises or runs past ``cell_timeout`` seconds.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     source, target = Path(source), Path(target)
     notebook = nbformat.read(source, as_version=4)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3", store_widget_state=False,
+    client = NotebookClient(notebook, timeout=cell_timeout, kernel_name="python3", store_widget_state=False,
                             resources={"metadata": {"path": str(source.parent)}})
     probe = nbformat.v4.new_code_cell(MEASURE_SOURCE)
     try:
@@ -90,9 +92,9 @@ def execute_lesson(source: str | Path, target: str | Path) -> RunMeasurement:
     return RunMeasurement(seconds, facts["max_rss_bytes"], facts["mode"], facts["torch_version"])
 
 
-def execute_lesson_job(source: str, target: str) -> dict:
+def execute_lesson_job(source: str, target: str, cell_timeout: int = CELL_TIMEOUT_S) -> dict:
     """:func:`execute_lesson` for a worker process: plain arguments in, a plain dict out."""
-    return execute_lesson(source, target).__dict__
+    return execute_lesson(source, target, cell_timeout).__dict__
 
 
 def write_notebook(notebook: nbformat.NotebookNode, target: Path) -> None:

@@ -30,7 +30,7 @@ cell with both values, e.g. `EPOCHS = {{"quick": 2, "full": 40}}[MODE]`.
 | | quick mode | full mode |
 |---|---|---|
 | hardware | any CPU, no GPU | one CUDA GPU |
-| time per lesson | measured in this build: see the course map (the course aims at about a minute on a 2-core CPU) | not measured yet |
+| time per lesson | measured in this build: see the course map (the course aims at a minute or two on a 2-core CPU) | not measured yet |
 | RAM | measured in this build: {ram} at most (peak of one lesson's kernel) | not measured yet |
 | GPU memory | none | not measured yet; the course's target is under 16 GB per lesson (an estimate, not a measurement) |
 
@@ -41,13 +41,20 @@ images, short runs), not a result.
 
 
 def machine_description() -> str:
-    """``"a Linux machine with 2 CPU cores and 24 GB of RAM"`` (the machine running the build)."""
+    """``"a Linux machine with 2 CPU cores and 24.0 GB of RAM, 15-minute load average 0.3 ..."``:
+    the machine running the build, and how busy it was (a load above the core count means
+    other work shared the CPUs, so the measured times are longer than on an idle machine)."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         memory = f" and {format_bytes(ram)} of RAM"
     except (ValueError, OSError, AttributeError):  # sysconf names are POSIX only
         memory = ""
-    return f"a {platform.system() or 'computer'} machine with {os.cpu_count()} CPU cores{memory}"
+    text = f"a {platform.system() or 'computer'} machine with {os.cpu_count()} CPU cores{memory}"
+    if hasattr(os, "getloadavg"):
+        load = os.getloadavg()[2]
+        text += (f", whose 15-minute load average was {load:.1f} when the pages were written (above "
+                 f"{os.cpu_count()}, other work shared its CPUs and the times are longer than on an idle machine)")
+    return text
 
 
 def index_page(course_map: str, built: list[str], experiments: list[str],
