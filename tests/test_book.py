@@ -48,7 +48,7 @@ def test_every_course_notebook_gives_the_map_a_title_and_prerequisites():
         lesson = read_lesson(path, order)
         assert lesson.title.startswith(path.stem[:2]), (path.name, lesson.title)
         assert lesson.prerequisites != "none stated", f"{path.name} has no **Prerequisites.** paragraph"
-        assert "**" not in lesson.prerequisites
+        assert not lesson.prerequisites.startswith(("**", "Prerequisites"))
 
 
 def test_course_map_links_built_lessons_and_states_measured_runs(tmp_path):
@@ -109,7 +109,7 @@ def test_book_without_the_docs_extra_says_what_to_install(monkeypatch, capsys, t
     monkeypatch.setattr(book_build, "DOCS_MODULES", (*book_build.DOCS_MODULES, "myst_nb_not_installed"))
     assert main(["book", "--out", str(tmp_path / "site"), "--no-execute"]) == 1
     error = capsys.readouterr().err
-    assert 'pip install -e ".[docs]"' in error and "missing: myst_nb_not_installed" in error
+    assert 'pip install -e ".[docs]"' in error and re.search(r"missing: .*myst_nb_not_installed", error)
     assert not (tmp_path / "site").exists()
 
 
