@@ -160,7 +160,8 @@ EXTRA_COMMANDS = (("segan_lib.data.export", "add_export_command"),  # segan data
                   ("segan_lib.assignments", "add_assignments_command"),  # segan assignments
                   ("segan_lib.experiments.command", "add_experiment_command"),  # segan experiment
                   ("segan_lib.bench", "add_bench_command"),  # segan bench
-                  ("segan_lib.predict", "add_predict_command"))  # segan predict
+                  ("segan_lib.predict", "add_predict_command"),  # segan predict
+                  ("segan_lib.book", "add_book_command"))  # segan book
 
 
 def _add_extra_commands(commands: argparse._SubParsersAction) -> None:
