@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from segan_lib import cli
 from segan_lib.train import CheckpointError, SupervisedStrategy, Trainer, load_checkpoint, save_checkpoint
 from segan_lib.train.checkpoint import (
     atomic_save, capture_rng_state, check_meta_matches, load_strategy_state, restore_rng_state,
@@ -81,24 +83,56 @@ def test_non_plain_data_is_refused_and_the_old_file_survives(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left behind
 
 
+class SomeOtherProgramsObject:
+    """An arbitrary class: unpickling it would run code, so weights-only loading refuses it."""
+
+
+def _write_not_a_checkpoint(kind: str, path, good) -> None:
+    """Write at ``path`` a file that is not a segan checkpoint, of the given ``kind``."""
+    if kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(512))
+    elif kind == "another program's pickle":
+        path.write_bytes(pickle.dumps({"a": 1}))
+    elif kind == "a pickled class instance":
+        path.write_bytes(pickle.dumps(SomeOtherProgramsObject()))
+    elif kind == "torch.save of a class instance":
+        torch.save({"model": SomeOtherProgramsObject()}, path)
+    elif kind == "a truncated checkpoint":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    else:  # "a torch file without the format tag": loads, but is not ours
+        torch.save({"state_dict": {}}, path)
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "another program's pickle", "a pickled class instance",
+                                  "torch.save of a class instance", "a truncated checkpoint",
+                                  "a torch file without the format tag"])
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_sentence_naming_it(tmp_path, kind):
+    good = save_checkpoint(tmp_path / "good.pt", tiny_strategy(), step=1, epoch=0)
+    bad = tmp_path / "bad.pt"
+    _write_not_a_checkpoint(kind, bad, good)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(bad)
+    message = str(refused.value)
+    assert message.startswith(f"{bad} is not a readable segan checkpoint (")
+    assert "\n" not in message and message.count(". ") == 0  # one sentence
+    assert "weights_only" not in message  # never torch's advice to unpickle arbitrary code
+
+
 def test_bad_files_give_errors_naming_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         load_checkpoint(tmp_path / "nothing.pt")
     good = save_checkpoint(tmp_path / "good.pt", tiny_strategy(), step=1, epoch=0)
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="truncated.pt cannot be read"):
-        load_checkpoint(truncated)
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="garbage.pt"):
-        load_checkpoint(garbage)
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(CheckpointError, match="foreign.pt is not a segan_lib checkpoint"):
-        load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="good.pt was written by method 'supervised', not 'segan'"):
         load_checkpoint(good, method="segan")
+
+
+def test_segan_eval_of_a_bad_file_prints_one_line_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "download.pt"
+    bad.write_bytes(pickle.dumps({"a": 1}))
+    assert cli.main(["eval", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"segan: error: {bad} is not a readable segan checkpoint (truncated, corrupt, or written by " \
+                  "another program)\n"
 
 
 def test_mismatched_model_or_meta_is_a_clear_error(tmp_path):
@@ -150,8 +184,7 @@ def test_run_killed_by_sigkill_resumes_to_the_same_weights(tmp_path):
     unbroken = _train(tmp_path / "unbroken", env=env)
     killed = _train(tmp_path / "killed", env=env)
     checkpoint = tmp_path / "killed" / "last.pt"
-    deadline = time.monotonic() + 60
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+    while not checkpoint.exists() and killed.poll() is None:  # until the first checkpoint (or an early exit)
         time.sleep(0.01)
     os.kill(killed.pid, signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL, killed.stderr.read()
