@@ -37,6 +37,9 @@ SOLUTION_DIRECTORY = "solutions"
 # Seconds one cell may run under nbgrader autograde before it counts as failed (nbgrader's
 # default of 30 s is too short for the training cells of a full-mode notebook).
 CELL_TIMEOUT_S = 600
+# Seconds to wait for a cell's last output after it finished: nbgrader fails the notebook
+# after nbclient's default of 4 s, which a busy machine exceeds (a whole notebook lost).
+IOPUB_TIMEOUT_S = 60
 NBGRADER_CONFIG = f'''\
 # nbgrader settings of this course directory, written by `segan assignments`.
 # Run nbgrader commands from this folder, e.g. `nbgrader autograde 03_losses`.
@@ -44,6 +47,7 @@ c = get_config()
 c.CourseDirectory.course_id = "{COURSE_ID}"
 c.CourseDirectory.solution_directory = "{SOLUTION_DIRECTORY}"
 c.Execute.timeout = {CELL_TIMEOUT_S}
+c.Execute.iopub_timeout = {IOPUB_TIMEOUT_S}
 '''
 
 

@@ -2,7 +2,7 @@
 
 Examples::
 
-    segan train --quick                          # about a minute on a laptop CPU
+    segan train --quick                          # a minute or two on a laptop CPU
     segan train --dataset folders --root my_data --num-classes 3 --out runs/mine
     segan train --method segan --out runs/segan --resume       # continue runs/segan/last.pt
     segan train --method semi --labelled-fraction 0.125        # Hung et al.: 1/8 of the labels
@@ -12,7 +12,13 @@ Examples::
     segan predict runs/mine/best.pt my_photos/ --out my_masks --overlay
 
 Every option of ``segan train`` has a full-size default; ``--quick`` swaps in the small
-preset :data:`QUICK_PRESET`, and any option given explicitly wins over both.
+preset :data:`QUICK_PRESET`, and any option given explicitly wins over both. PyTorch uses
+all CPU cores unless ``--threads N`` or the environment variable ``SEGAN_THREADS=N`` (what
+the test suite sets, so parallel test workers do not fight over cores) says otherwise.
+
+Errors in the input (a bad option value, an output folder that cannot be written, a file
+that is not a segan checkpoint, ...) are printed as one line ``segan: error: ...`` and the
+command exits with status 2, as argparse does for a bad option.
 """
 from __future__ import annotations
 
@@ -23,7 +29,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from segan_lib.losses import PIXEL_LOSSES
 from segan_lib.models.unet import UNet
@@ -34,10 +39,10 @@ DATASETS = ("synth", "folders", "voc", "cityscapes", "ade20k")
 FULL_PRESET = {"epochs": 30, "batch_size": 16, "size": 128, "base_channels": 32, "depth": 4, "n": None,
                "lr": None, "loss": "dice_ce", "log_every": 10, "batch_norm": True,
                "cosine": True, "threads": None}
-# A small U-Net (8-16-32-64 channels, 120k parameters) sees 960 images 10 times; one thread,
-# because at this size a second thread gains little and loses much on a busy machine.
+# A small U-Net (8-16-32-64 channels, 120k parameters) sees 960 images 10 times, on all
+# cores (threads None: SEGAN_THREADS if set, else PyTorch's choice), so a laptop's cores all work.
 QUICK_PRESET = {"epochs": 10, "batch_size": 8, "size": 64, "base_channels": 8, "depth": 3, "n": 960,
-                "lr": 5e-3, "loss": "dice_ce", "log_every": 20, "batch_norm": True, "cosine": True, "threads": 1}
+                "lr": 5e-3, "loss": "dice_ce", "log_every": 20, "batch_norm": True, "cosine": True, "threads": None}
 DATA_SEED = 0  # SynthShapes train seed (validation: DATA_SEED + 1), fixed so runs share data
 
 
@@ -117,9 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch norm in the U-Net (the original has none; default on)")
     add("--cosine", action=argparse.BooleanOptionalAction, default=None,
         help="anneal the learning rate to 0 with a cosine (supervised only; default on)")
-    add("--threads", type=_positive_int, help="CPU threads for PyTorch (default: PyTorch's choice; --quick: 1)")
-    add("--quick", action="store_true", help="small preset that trains in about a minute on a CPU")
-    add("--out", help="folder for last.pt, best.pt and history.json (default runs/METHOD)")
+    add("--threads", type=_positive_int,
+        help="CPU threads for PyTorch (default: $SEGAN_THREADS if set, else PyTorch's choice: all cores)")
+    add("--quick", action="store_true", help="small preset that trains in a minute or two on a laptop CPU")
+    add("--out", help="folder for last.pt, best.pt and history.json (default runs/METHOD); checked for "
+                      "writing before the run starts")
     add("--resume", nargs="?", const="", metavar="PATH", help="continue from a checkpoint (default OUT/last.pt)")
     add("--seed", type=_non_negative_int, default=0, help="seed of initialisation and data order (default 0)")
     add("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA)")
@@ -295,18 +302,21 @@ def run_train(args: argparse.Namespace) -> int:
     """``segan train``: build data, U-Net and strategy, train, print the validation scores."""
     import torch
 
-    from segan_lib.course import seed_everything
+    from segan_lib.course import seed_everything, threads_from_env
     from segan_lib.data.preprocess import preprocessing_of
     from segan_lib.train import TrainConfig, Trainer, build_strategy
     from segan_lib.train.batches import steps_in_epoch
+    from segan_lib.train.checkpoint import check_writable_dir
     from segan_lib.train.tensorboard import require_tensorboard
 
     started = time.perf_counter()
     if args.tensorboard is not None:
         require_tensorboard()  # fails now if it is missing, not after building the data
     opts = resolve_train_options(args)
-    if opts["threads"] is not None:
-        torch.set_num_threads(opts["threads"])
+    out = check_writable_dir(args.out or f"runs/{args.method}", "--out")  # before any data or model is built
+    threads = opts["threads"] if opts["threads"] is not None else threads_from_env()
+    if threads is not None:
+        torch.set_num_threads(threads)
     if args.cosine and args.method != "supervised":
         raise ValueError(f"--cosine is only for --method supervised, got --method {args.method}")
     data_options = _dataset_options(args, opts["size"], opts["n"])
@@ -326,7 +336,6 @@ def run_train(args: argparse.Namespace) -> int:
         options["cosine_steps"] = opts["epochs"] * steps_in_epoch(len(train_data), opts["batch_size"])
     strategy = build_strategy(args.method, segmentor, in_channels=model["in_channels"], num_classes=num_classes,
                               lr=opts["lr"], loss=opts["loss"], **options)
-    out = Path(args.out or f"runs/{args.method}")
     tensorboard_dir = None if args.tensorboard is None else args.tensorboard or str(out / "tensorboard")
     config = TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], seed=args.seed, device=args.device,
                          amp=args.amp, compile=args.compile, log_every=opts["log_every"], checkpoint_dir=str(out),
@@ -396,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, FileNotFoundError, ImportError, CheckpointError, TrainingDiverged) as error:
         print(f"segan: error: {error}", file=sys.stderr)
-        return 1
+        return 2  # like argparse's own "segan: error: ..." for a bad option
     finally:
         distributed.shutdown()
 

@@ -21,6 +21,10 @@ from segan_lib.train import SupervisedStrategy, TrainConfig, Trainer
 from segan_lib.train.hybrid import HybridStrategy
 from segan_lib.train.segan import SeganStrategy
 
+# Seconds a test waits for a subprocess before giving up: only a guard against a hung process,
+# never a speed check (the tests assert behaviour; speed is measured by `segan bench`).
+HANG_GUARD_S = 900
+
 
 class PairData(torch.utils.data.Dataset):
     """``n`` random images ``(3, 8, 8)`` (from ``seed``) whose mask ``(8, 8)`` is ``channel 0 > 0`` (2 classes)."""

@@ -1,15 +1,26 @@
-"""Shared test settings: a headless matplotlib and quick mode everywhere, and no figure left open.
+"""Shared test settings: a headless matplotlib, quick mode and one PyTorch thread everywhere,
+and no figure left open.
 
-Notebook kernels started by nbval inherit this environment, so they run in quick mode too.
+The suite runs in two pytest-xdist workers (``-n 2`` in pyproject.toml), one per core of a
+2-core machine, so each worker, and everything it starts, uses one PyTorch thread
+(``SEGAN_THREADS=1``, read by ``course.setup()`` and the ``segan`` command; a value set
+before pytest starts is kept). Notebook kernels started by nbval, nbgrader and JupyterLab
+inherit this environment, so they run in quick mode on one thread too.
 The tiny datasets, networks and trainers that several test files build are in ``builders.py``.
 """
 import os
 import sys
 
 import pytest
+import torch
+
+from segan_lib import course
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["SEGAN_QUICK"] = "1"
+os.environ.setdefault("SEGAN_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", os.environ["SEGAN_THREADS"])  # subprocesses that never call setup()
+torch.set_num_threads(course.threads_from_env())
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +30,18 @@ def close_figures():
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         pyplot.close("all")
+
+
+# The longest scopes start first, so that on two workers no long module is left for the end
+# while the other worker idles: the autograde module (one nbgrader run of every notebook) and
+# the notebooks (nbval), each kept whole on one worker by --dist loadscope.
+LONGEST_FIRST = ("tests/test_assignments.py", "notebooks/")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Stable reorder of ``items``: those under :data:`LONGEST_FIRST` first, in that order."""
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

@@ -12,6 +12,8 @@ import torch
 
 from segan_lib import bench, cli
 
+from builders import HANG_GUARD_S
+
 TINY = ["--device", "cpu", "--size", "32", "--batch", "2", "--base-channels", "8", "--depth", "2",
         "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1"]
 TIMING_KEYS = {"ms_per_step", "images_per_s", "peak_memory_gib"}
@@ -108,7 +110,7 @@ def test_help_of_both_entry_points(capsys):
         cli.main(["bench", "--help"])
     assert exit_info.value.code == 0 and "--peak-tflops" in capsys.readouterr().out
     done = subprocess.run([sys.executable, "-m", "segan_lib.bench", "--help"], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 0 and "usage: segan bench" in done.stdout and "--no-compile" in done.stdout
 
 

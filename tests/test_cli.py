@@ -1,17 +1,20 @@
-"""The ``segan`` command: help, argument errors, a tiny train + eval + resume, and the
-``--quick`` promise (validation mean foreground Dice > 0.8 within 2 minutes on 2 CPU cores)."""
+"""The ``segan`` command: help, argument errors, a tiny train + eval + resume, an output folder
+that cannot be written refused before training, and the ``--quick`` promise (validation mean
+foreground Dice > 0.8; how long it takes is measured for the README, not asserted here)."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import subprocess
 import sys
-import time
+import tempfile
 
 import pytest
 
 from segan_lib import cli
-from segan_lib.train import load_checkpoint
+from segan_lib.train import TrainConfig, load_checkpoint
 
 TINY = ["--dataset", "synth", "--samples", "16", "--size", "32", "--base-channels", "4", "--depth", "2",
         "--batch-size", "8", "--epochs", "1", "--device", "cpu", "--no-progress"]
@@ -89,7 +92,7 @@ def test_train_eval_and_resume_on_tiny_synthshapes(tmp_path, capsys):
     assert cli.main(["train", *TINY[:-3], "--epochs", "2", "--no-progress", "--out", str(out), "--resume"]) == 0
     assert load_checkpoint(out / "last.pt")["step"] == 4
     capsys.readouterr()
-    assert cli.main(["train", *TINY, "--base-channels", "8", "--out", str(out), "--resume"]) == 1
+    assert cli.main(["train", *TINY, "--base-channels", "8", "--out", str(out), "--resume"]) == 2
     assert "last.pt was written for model=" in capsys.readouterr().err
 
 
@@ -102,11 +105,11 @@ def test_adversarial_method_on_binary_masks(tmp_path, capsys):
 
 
 def test_runtime_errors_are_one_line_messages(tmp_path, capsys):
-    assert cli.main(["train", *TINY, "--method", "segan", "--cosine"]) == 1
+    assert cli.main(["train", *TINY, "--method", "segan", "--cosine"]) == 2
     assert "--cosine is only for --method supervised" in capsys.readouterr().err
-    assert cli.main(["eval", str(tmp_path / "none.pt")]) == 1
+    assert cli.main(["eval", str(tmp_path / "none.pt")]) == 2
     assert "segan: error: no checkpoint file at" in capsys.readouterr().err
-    assert cli.main(["train", *TINY, "--dataset", "folders", "--root", str(tmp_path / "absent")]) == 1
+    assert cli.main(["train", *TINY, "--dataset", "folders", "--root", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("segan: error:") and "absent" in err
 
@@ -117,12 +120,70 @@ def test_python_dash_m_segan_lib_runs_the_cli():
 
 
 @pytest.mark.slow
-def test_quick_training_reaches_dice_above_0_8_within_two_minutes(tmp_path):
-    started = time.perf_counter()
+def test_quick_training_reaches_dice_above_0_8(tmp_path):
     done = subprocess.run([sys.executable, "-m", "segan_lib.cli", "train", "--quick", "--no-progress",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=240)
-    seconds = time.perf_counter() - started
+                           "--out", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     dice = float(re.search(r"validation mean Dice \(foreground\): ([0-9.]+)", done.stdout).group(1))
     assert dice > 0.8, done.stdout
-    assert seconds < 120, f"took {seconds:.0f} s"
+
+
+def _probe_fails_with(monkeypatch, code: int) -> None:
+    """Creating a file anywhere fails with ``code``, as the kernel answers a non-root user in a
+    folder without write permission (EACCES) or on a read-only file system (EROFS). The tests run
+    as root in CI, where ``chmod`` does not stop a write, so the kernel's answer is simulated."""
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+
+
+def _no_data_may_be_built(monkeypatch) -> None:
+    def build(*args, **kwargs):
+        raise AssertionError("the data was built before the output folder was checked")
+
+    monkeypatch.setattr(cli, "_build_data", build)
+
+
+def test_out_behind_a_file_fails_before_training_naming_the_path(tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / "sub"
+    _no_data_may_be_built(monkeypatch)
+    assert cli.main(["train", *TINY, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"segan: error: --out {out} cannot be created: {tmp_path / 'afile'} "
+                                       "is a file, not a folder\n")
+
+
+def test_out_without_write_permission_fails_before_training(tmp_path, monkeypatch, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)  # read and enter, no write
+    out = locked / "run"
+    try:
+        if os.geteuid() == 0:  # root writes through the mode bits
+            _probe_fails_with(monkeypatch, errno.EACCES)
+        _no_data_may_be_built(monkeypatch)
+        assert cli.main(["train", *TINY, "--out", str(out)]) == 2
+    finally:
+        locked.chmod(0o700)
+    assert capsys.readouterr().err == f"segan: error: --out {out} cannot be written (Permission denied)\n"
+    assert not out.exists()
+
+
+def test_out_on_a_read_only_file_system_fails_before_training(tmp_path, monkeypatch, capsys):
+    _probe_fails_with(monkeypatch, errno.EROFS)
+    _no_data_may_be_built(monkeypatch)
+    out = tmp_path / "runs" / "ro"
+    assert cli.main(["train", *TINY, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"segan: error: --out {out} cannot be written (Read-only file system)\n"
+    assert not (tmp_path / "runs").exists()  # the check creates nothing
+
+
+def test_train_config_refuses_an_unwritable_checkpoint_dir_at_once(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError, match=r"^checkpoint_dir .*afile/sub cannot be created: .*afile is a file"):
+        TrainConfig(checkpoint_dir=str(tmp_path / "afile" / "sub"))
+    assert TrainConfig(checkpoint_dir=tmp_path / "new" / "run").checkpoint_dir == str(tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()  # checked, not created: the engine creates it when it saves
+    _probe_fails_with(monkeypatch, errno.EROFS)
+    with pytest.raises(ValueError, match=r"^checkpoint_dir .*new/run cannot be written \(Read-only file system\)$"):
+        TrainConfig(checkpoint_dir=tmp_path / "new" / "run")

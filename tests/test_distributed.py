@@ -17,7 +17,8 @@ from torch import nn
 from segan_lib.train import Trainer, distributed
 
 from builders import (
-    BatchedPairData, PairData, adversarial_trainer, assert_same_weights, free_port, parameters, supervised_trainer,
+    HANG_GUARD_S, BatchedPairData, PairData, adversarial_trainer, assert_same_weights, free_port, parameters,
+    supervised_trainer,
 )
 
 
@@ -134,7 +135,8 @@ def test_torchrun_cli_trains_with_two_processes(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                "-m", "segan_lib.cli", "train", "--samples", "32", "--size", "32", "--base-channels", "4", "--depth", "2",
                "--batch-size", "8", "--epochs", "1", "--device", "cpu", "--no-progress", "--out", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("validation mean Dice (foreground):") == 1  # printed by rank 0 only
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "history.json").is_file()

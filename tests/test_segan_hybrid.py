@@ -22,7 +22,7 @@ from segan_lib.train.adversarial import frozen_view, grad_norm
 from segan_lib.train.hybrid import HybridStrategy
 from segan_lib.train.segan import SeganStrategy
 
-from builders import adversarial_trainer, free_port
+from builders import HANG_GUARD_S, adversarial_trainer, free_port
 
 
 def _unet(k: int) -> UNet:
@@ -305,7 +305,7 @@ def _states_equal(a: dict, b: dict) -> bool:
 def test_resume_after_sigkill_matches_an_unbroken_run(method, tmp_path):
     killed_dir = tmp_path / "killed"
     script = _KILLED_RUN.format(tests_dir=TESTS_DIR, method=method, checkpoint_dir=str(killed_dir))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == -signal.SIGKILL, result.stderr
     payload = load_checkpoint(killed_dir / "last.pt")
     assert payload["step"] == 6  # killed at step 7, before any later checkpoint

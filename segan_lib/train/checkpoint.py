@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -82,6 +83,28 @@ def _check_plain(value: object, where: str) -> None:
             f"checkpoint entry {where} is a {type(value).__name__}; store only tensors, dicts, lists, "
             "numbers, strings and None (weights_only loading refuses anything else)"
         )
+
+
+def check_writable_dir(path: str | Path, name: str = "checkpoint_dir") -> Path:
+    """``Path(path)`` if files can be written there, else a one-sentence ``ValueError`` naming ``name`` and ``path``.
+
+    Creates nothing: ``path`` may not exist yet, as long as its nearest existing ancestor is
+    a folder in which a file can be created (a probe file, removed at once, which tells no
+    permission and a read-only file system apart as the kernel sees them, root included).
+    Called before a run starts, so a bad output folder fails in a second, not after training.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:  # exists() is False for afile/sub too
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{name} {path} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValueError(f"{name} {path} cannot be written ({error.strerror or error})") from error
+    return path
 
 
 def atomic_save(payload: Mapping[str, object], path: str | Path) -> Path:
@@ -146,20 +169,24 @@ def load_checkpoint(
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
 
     Raises ``FileNotFoundError`` if ``path`` does not exist and :class:`CheckpointError`
-    (a ``ValueError``) if it is truncated or corrupt, is not a segan_lib checkpoint, or
-    was written by another method than ``method`` (when given). Every message names the file.
+    (a ``ValueError``) if it is truncated or corrupt, is not a segan_lib checkpoint (random
+    bytes, another program's pickle: "PATH is not a readable segan checkpoint"), or was
+    written by another method than ``method`` (when given). Every message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" for another program's pickle
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on a bad file
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read (truncated or corrupt?): {type(error).__name__}: {error}"
-        ) from error
+        # Not torch's message: it ends with advice to load with weights_only=False, which would
+        # run whatever code the file holds. The original error stays chained for debugging.
+        raise CheckpointError(f"{path} is not a readable segan checkpoint (truncated, corrupt, or written by "
+                              "another program)") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a segan_lib checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
+        raise CheckpointError(f"{path} is not a readable segan checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {payload.get('version')!r}; this segan_lib reads "

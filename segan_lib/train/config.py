@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from segan_lib._checks import check_choice
+from segan_lib.train.checkpoint import check_writable_dir
 
 AMP_CHOICES = ("auto", "bf16", "off")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
@@ -44,7 +45,7 @@ class TrainConfig:
     compile: bool | None = None
     log_every: int = 10  # steps between reading the losses back (and NaN checks, callbacks)
     eval_every: int = 1  # epochs between validations; 0: only after the last epoch
-    checkpoint_dir: str | None = None  # where last.pt / best.pt go; None: no checkpoints
+    checkpoint_dir: str | None = None  # where last.pt / best.pt go (must be writable); None: no checkpoints
     checkpoint_every: int = 0  # steps between checkpoints; 0: at the end of each epoch
     progress: bool = True  # a tqdm bar (on rank 0 only)
     num_workers: int = 0  # DataLoader workers for datasets without get_batch
@@ -66,8 +67,9 @@ class TrainConfig:
         _check_int("checkpoint_every", self.checkpoint_every, minimum=0)
         check_choice("progress", self.progress, (True, False))
         _check_int("num_workers", self.num_workers, minimum=0)
-        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
+        if self.checkpoint_dir is not None:
             self.checkpoint_dir = str(self.checkpoint_dir)  # accept a pathlib.Path
+            check_writable_dir(self.checkpoint_dir, "checkpoint_dir")  # fail now, not after training
         if self.tensorboard_dir is not None and not isinstance(self.tensorboard_dir, str):
             self.tensorboard_dir = str(self.tensorboard_dir)
 
