@@ -29,7 +29,7 @@ from nbgrader.nbgraderformat import MetadataValidator  # noqa: E402
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-COURSE = ("01_gan_basics", "02_unet", "03_losses", "04_adversarial_segmentation")
+COURSE = ("01_gan_basics", "02_unet", "03_losses", "04_adversarial_segmentation", "05_semi_supervised")
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 AUTOGRADE_TIMEOUT_S = 1500  # both students, every notebook: about 6 min on 2 busy CPU cores
