@@ -8,10 +8,12 @@ One machinery for every comparison of the course::
 
 Modules: :mod:`~segan_lib.experiments.spec` (arms, presets, experiments),
 :mod:`~segan_lib.experiments.regimes` (clean or noisy and occluded data),
+:mod:`~segan_lib.experiments.labelled` (arms that keep only a fraction of the labels),
 :mod:`~segan_lib.experiments.runner` (paired seeds, resume, results.json),
 :mod:`~segan_lib.experiments.results` (the results.json layout and its checks),
 :mod:`~segan_lib.experiments.verdicts` (the verdict rule), :mod:`~segan_lib.experiments.figures`,
-the experiments :mod:`~segan_lib.experiments.adversarial` and :mod:`~segan_lib.experiments.losses`
+the experiments :mod:`~segan_lib.experiments.adversarial`, :mod:`~segan_lib.experiments.losses` and
+:mod:`~segan_lib.experiments.semi`
 (:mod:`~segan_lib.experiments.registry` lists them) and :mod:`~segan_lib.experiments.command`
 (``segan experiment``).
 """

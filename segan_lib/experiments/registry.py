@@ -4,9 +4,10 @@ from __future__ import annotations
 from segan_lib._checks import check_choice
 from segan_lib.experiments.adversarial import ADVERSARIAL
 from segan_lib.experiments.losses import LOSSES
+from segan_lib.experiments.semi import SEMI
 from segan_lib.experiments.spec import Experiment
 
-EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (ADVERSARIAL, LOSSES)}
+EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for experiment in (ADVERSARIAL, LOSSES, SEMI)}
 
 
 def get_experiment(name: str) -> Experiment:

@@ -4,9 +4,12 @@ For each seed ``s`` (outer loop, so the pairs of a seed are complete early) and 
 
     seed every RNG with s, build the U-Net       -> every arm of seed s starts from the same weights
     build the arm's strategy (critic after)      -> building a critic cannot change the U-Net
+    an arm with a labelled fraction f keeps the labels of split_labelled(images, fraction=f,
+          seed=s) only                           -> the same labelled images for every arm of seed s
     train with TrainConfig(seed=s) on the training images of seed s (SynthShapes seed s, the
           arm's regime)                          -> every arm of seed s sees the same batches in the
-                                                    same order (the engine's order depends on the seed only)
+                                                    same order (the engine's order depends on the seed
+                                                    and the number of images only)
     score on the held-out images (seed held_out_seed, same regime): Dice, IoU and whatever
           structure metrics the evaluation returns
     write OUT/runs/<arm>/seed<s>.json (and .npz: predicted labels of the first images shown)
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 
 from segan_lib import course
+from segan_lib.experiments.labelled import labelled_training
 from segan_lib.experiments.regimes import regime_data
 from segan_lib.experiments.results import (
     SCHEMA_VERSION, environment, json_number, read_json, scores_from_metrics, write_atomic, write_json,
@@ -44,7 +48,8 @@ from segan_lib.train.hardware import resolve_device
 
 # The critic's size options of each adversarial method (one place to follow a rename).
 CRITIC_SIZE_OPTIONS = {"segan": ("critic_base_channels", "critic_depth"),
-                       "hybrid": ("critic_base_channels", "critic_depth")}
+                       "hybrid": ("critic_base_channels", "critic_depth"),
+                       "semi": ("critic_base_channels", "critic_depth")}
 
 
 def initial_segmentor(preset: Preset, seed: int) -> UNet:
@@ -54,10 +59,11 @@ def initial_segmentor(preset: Preset, seed: int) -> UNet:
                 batch_norm=preset.batch_norm)
 
 
-def build_arm_strategy(arm: Arm, segmentor: torch.nn.Module, preset: Preset) -> Strategy:
+def build_arm_strategy(arm: Arm, segmentor: torch.nn.Module, preset: Preset, **extra: object) -> Strategy:
     """``build_strategy(arm.method, segmentor, ...)`` at the preset's learning rate; an adversarial
-    arm's critic gets the preset's size unless the arm's options set it."""
-    options = dict(arm.options)
+    arm's critic gets the preset's size unless the arm's options set it; ``extra``: options the
+    runner adds (:func:`~segan_lib.experiments.labelled.labelled_training`'s)."""
+    options = {**arm.options, **extra}
     if arm.method in CRITIC_SIZE_OPTIONS:
         width, depth = CRITIC_SIZE_OPTIONS[arm.method]
         options = {width: preset.critic_base_channels, depth: preset.critic_depth, **options}
@@ -66,9 +72,11 @@ def build_arm_strategy(arm: Arm, segmentor: torch.nn.Module, preset: Preset) -> 
                           loss=loss, **options)
 
 
-def train_config(preset: Preset, seed: int, device: torch.device) -> TrainConfig:
-    """The engine settings of one run: no validation during training, no checkpoints, no bar."""
-    return TrainConfig(epochs=preset.epochs, batch_size=preset.batch_size, seed=seed, device=str(device),
+def train_config(preset: Preset, seed: int, device: torch.device, epochs: int | None = None) -> TrainConfig:
+    """The engine settings of one run (``epochs``: None for the preset's): no validation during
+    training, no checkpoints, no bar."""
+    epochs = preset.epochs if epochs is None else epochs
+    return TrainConfig(epochs=epochs, batch_size=preset.batch_size, seed=seed, device=str(device),
                        amp=preset.amp, compile=preset.compile, log_every=preset.log_every, eval_every=0,
                        progress=False)
 
@@ -97,9 +105,10 @@ def prepare_run(experiment: Experiment, preset: Preset, arm: str | Arm, seed: in
     if held_out is None:
         held_out = regime_data(regime, n=preset.n_eval, size=preset.size, num_classes=preset.num_classes,
                                seed=experiment.held_out_seed, device=device)
-    strategy = build_arm_strategy(arm, initial_segmentor(preset, seed), preset)
+    train_data, extra, epochs = labelled_training(arm, preset, train_data, seed)
+    strategy = build_arm_strategy(arm, initial_segmentor(preset, seed), preset, **extra)
     trainer = Trainer(strategy, train_data, None, num_classes=preset.num_classes,
-                      config=train_config(preset, seed, device))
+                      config=train_config(preset, seed, device, epochs))
     return PreparedRun(arm, seed, trainer, held_out)
 
 

@@ -1,10 +1,12 @@
 """What an experiment is: named arms, their matched baselines, regimes and presets.
 
 An *arm* is one way of training the segmentor: a method of
-:func:`~segan_lib.train.build_strategy` (``"supervised"``, ``"segan"``, ``"hybrid"``), a
-pixel loss and the method's options. An arm may name its *matched baseline*, another arm
-of the same regime that differs from it in one thing only (e.g. cross-entropy alone vs
-cross-entropy + an adversarial term); verdicts compare each arm with its baseline.
+:func:`~segan_lib.train.build_strategy` (``"supervised"``, ``"segan"``, ``"hybrid"``, ``"semi"``), a
+pixel loss and the method's options, and optionally a *labelled fraction* (only that share of
+the training images keeps its labels; semi-supervised arms learn from the rest as unlabelled
+images). An arm may name its *matched baseline*, another arm of the same regime and labelled
+fraction that differs from it in one thing only (e.g. cross-entropy alone vs cross-entropy + an
+adversarial term); verdicts compare each arm with its baseline.
 
 A *regime* says which data the arms of it train and are scored on (clean SynthShapes, or
 noisy and occluded images, see :mod:`segan_lib.experiments.regimes`). A *preset* says how
@@ -17,6 +19,7 @@ continues the same experiment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +58,10 @@ class Arm:
     ``loss_options``: its keyword options (supervised only, e.g. ``{"gamma": 2.0}``).
     ``options``: keyword arguments of the method's strategy (e.g. ``lambda_adv``).
     ``regime``: the data it trains on. ``baseline``: the name of its matched baseline, or None.
+    ``labelled_fraction``: None (every training image labelled), or the share in (0, 1) of the
+    training images that keep their labels (a split seeded by the run's seed, the same for every
+    arm of that seed; the ``semi`` method also gets the rest as unlabelled images; see
+    :func:`~segan_lib.experiments.runner.prepare_run`). An arm and its baseline share it.
     """
 
     name: str
@@ -64,6 +71,7 @@ class Arm:
     options: Mapping[str, object] = field(default_factory=dict)
     regime: str = "standard"
     baseline: str | None = None
+    labelled_fraction: float | None = None
 
     def __post_init__(self) -> None:
         parts = self.name.split("/") if isinstance(self.name, str) else []
@@ -78,9 +86,25 @@ class Arm:
         if "lr" in self.options or "loss" in self.options or "pixel_loss" in self.options:
             raise ValueError(f"options of arm {self.name!r} must not set lr or the loss (the preset and `loss` do), "
                              f"got {sorted(self.options)}")
+        runner_set = sorted({"unlabelled", "semi_start_step"} & set(self.options))
+        if runner_set:
+            raise ValueError(f"options of arm {self.name!r} must not set {runner_set} (the runner sets them from "
+                             "labelled_fraction and the run's length)")
+        fraction = self.labelled_fraction
+        if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                     or not 0 < fraction < 1):
+            raise ValueError(f"labelled_fraction of arm {self.name!r} must be None or a number in (0, 1), "
+                             f"got {fraction!r}")
+        if self.method == "semi" and fraction is None:
+            raise ValueError(f"arm {self.name!r} of method 'semi' needs a labelled_fraction (its unlabelled images "
+                             "are the rest of the training set), got None")
 
     def to_dict(self) -> dict[str, object]:
-        return _plain(dataclasses.asdict(self))
+        """Plain data; ``labelled_fraction`` only when set (so fully labelled arms keep their old records)."""
+        data = _plain(dataclasses.asdict(self))
+        if self.labelled_fraction is None:
+            del data["labelled_fraction"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -136,13 +160,25 @@ class Preset:
         return dataclasses.asdict(self)
 
 
+def check_split_fits(preset: Preset, fraction: float, where: str = "preset") -> None:
+    """``ValueError`` unless ``floor(fraction * n_train)`` labelled images and the rest (unlabelled)
+    each hold at least one batch of ``preset.batch_size``."""
+    labelled = math.floor(fraction * preset.n_train)
+    if min(labelled, preset.n_train - labelled) < preset.batch_size:
+        raise ValueError(f"{where}: labelled_fraction {fraction!r} of n_train={preset.n_train} gives {labelled} "
+                         f"labelled and {preset.n_train - labelled} unlabelled images; each part needs at least "
+                         f"one batch of {preset.batch_size}")
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Arms, regimes and presets of one comparison; ``description`` says why (quoted by notebooks).
 
     ``held_out_seed``: the SynthShapes seed of the held-out images (the training images of
     seed ``s`` use seed ``s``, so no seed may equal it). Checks: arm names distinct, each
-    arm's regime known, each baseline an arm of the same regime and not itself.
+    arm's regime known, each baseline an arm of the same regime and labelled fraction and not
+    itself, and every labelled fraction leaves each preset a batch of labelled and of unlabelled
+    images.
     """
 
     name: str
@@ -170,10 +206,15 @@ class Experiment:
             if base is None or base is arm or base.regime != arm.regime:
                 raise ValueError(f"baseline of arm {arm.name!r} must be another arm of regime {arm.regime!r}, "
                                  f"got {arm.baseline!r}")
+            if base.labelled_fraction != arm.labelled_fraction:
+                raise ValueError(f"baseline of arm {arm.name!r} must have its labelled_fraction "
+                                 f"{arm.labelled_fraction!r}, got {base.name!r} with {base.labelled_fraction!r}")
         for name, preset in self.presets.items():
             check_choice("preset name", name, PRESET_NAMES)
             if not isinstance(preset, Preset):
                 raise ValueError(f"presets[{name!r}] must be a Preset, got {type(preset).__name__}")
+            for fraction in sorted({a.labelled_fraction for a in self.arms if a.labelled_fraction is not None}):
+                check_split_fits(preset, fraction, f"preset {name!r}")
         _check_int("held_out_seed", self.held_out_seed, 0)
 
     @property
