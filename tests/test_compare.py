@@ -1,5 +1,9 @@
 """The loss comparison (on the experiment runner): one controlled run per loss, per-class scores, table and pick."""
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,10 +56,15 @@ def test_same_loss_gives_the_same_scores_same_init_and_data(tiny_rows):
             assert value == pytest.approx(again[key], nan_ok=True), key
 
 
-def test_the_old_import_path_still_works():
-    from segan_lib.train import compare
-
-    assert compare.compare_pixel_losses is compare_pixel_losses and compare.DEFAULT_LOSSES is DEFAULT_LOSSES
+def test_training_code_does_not_import_the_experiments():
+    """Arrows point one way, experiments -> train: importing every training module loads no experiment."""
+    code = ("import pkgutil, importlib, sys, segan_lib.train as t\n"
+            "[importlib.import_module(m.name) for m in pkgutil.iter_modules(t.__path__, 'segan_lib.train.')]\n"
+            "print(sorted(m for m in sys.modules if m.startswith('segan_lib.experiments')))")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_default_losses_are_the_notebook_line_up():

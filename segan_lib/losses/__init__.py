@@ -8,12 +8,14 @@ name with ``get_pixel_loss("focal", gamma=2.0)``.
 from segan_lib.losses.adversarial import (
     GAN_MODES,
     PAIR_ENCODINGS,
+    SCALING_TAU,
     GANLoss,
     encode_pair,
     encoded_channels,
     label_maps,
     mask_images,
     multiscale_l1_loss,
+    scaled_label_maps,
     segmentation_probs,
 )
 from segan_lib.losses.pixel import (
@@ -31,6 +33,7 @@ __all__ = [
     "GAN_MODES",
     "PAIR_ENCODINGS",
     "PIXEL_LOSSES",
+    "SCALING_TAU",
     "GANLoss",
     "PixelLoss",
     "cross_entropy",
@@ -43,6 +46,7 @@ __all__ = [
     "mask_images",
     "multiscale_l1_loss",
     "pseudo_labels",
+    "scaled_label_maps",
     "segmentation_probs",
     "self_training_loss",
     "soft_dice_loss",

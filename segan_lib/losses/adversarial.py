@@ -5,7 +5,8 @@
   with one argument, as in pix2pix's ``GANLoss`` (Isola et al., CVPR 2017).
 * :func:`multiscale_l1_loss` -- the loss of SegAN (Xue et al., Neuroinformatics 2018).
 * :func:`mask_images`, :func:`segmentation_probs`, :func:`label_maps`,
-  :func:`encode_pair` -- how a segmentation (predicted or true) is shown to a critic.
+  :func:`scaled_label_maps`, :func:`encode_pair` -- how a segmentation (predicted or true)
+  is shown to a critic.
 
 Discriminator outputs are raw scores (logits); no sigmoid is ever applied before these
 losses (a sigmoid followed by a BCE-with-logits is a classic silent bug).
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from segan_lib._checks import check_choice, check_image, check_mask, check_tensor
 
 GAN_MODES = ("vanilla", "nonsaturating", "lsgan", "hinge")
-PAIR_ENCODINGS = ("basic", "product")
+PAIR_ENCODINGS = ("basic", "product", "scaling")
+SCALING_TAU = 0.9  # Luc et al.'s tau: the least probability the scaled truth gives the true class
 
 
 class GANLoss:
@@ -174,12 +176,63 @@ def label_maps(
     return maps * valid, valid
 
 
+def scaled_label_maps(
+    target: torch.Tensor, probs: torch.Tensor, *, tau: float = SCALING_TAU, ignore_index: int | None = 255
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Luc et al.'s "scaling" encoding of the truth: the one-hot map softened towards the prediction.
+
+    ``target (B, H, W)`` int64, ``probs (B, K, H, W)`` the segmentor's class maps
+    (:func:`segmentation_probs`; K = 1: the sigmoid map of class 1, read as the two classes
+    ``(1 - p, p)``). At a valid pixel whose true class is ``l``, with ``s = probs`` there::
+
+        y_l = max(tau, s_l)
+        y_c = s_c * (1 - y_l) / (1 - s_l)      for every other class c
+
+    so the true class keeps at least ``tau`` and the others share the rest in proportion to
+    the prediction (Luc, Couprie, Chintala, Verbeek, arXiv 1611.08408, 2016, section 3.2;
+    tau = 0.9 there). Where ``s_l >= tau`` the pixel is left as predicted (``y = s``); each
+    pixel still sums to 1 (when ``probs`` does). A one-hot truth is told from a soft
+    prediction by its values alone (every maximum is exactly 1); the scaled truth takes its
+    values from the prediction, which removes that shortcut. ``probs`` is detached: the
+    encoded truth is a target, no gradient reaches the segmentor through it.
+
+    Returns ``(maps, valid)`` as :func:`label_maps`: ``maps (B, K, H, W)`` (zero at ignored
+    pixels) and ``valid (B, 1, H, W)``.
+    """
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau < 1.0:
+        raise ValueError(f"tau must be a number in (0, 1), got {tau!r}")
+    check_image("probs", probs)
+    channels = probs.shape[1]
+    one_hot, valid = label_maps(target, channels, ignore_index=ignore_index)  # (B, K, H, W), (B, 1, H, W)
+    if probs.shape[0] != target.shape[0] or probs.shape[2:] != target.shape[1:]:
+        raise ValueError(f"probs {tuple(probs.shape)} and target {tuple(target.shape)} must agree in batch and "
+                         "spatial size")
+    s = probs.detach().float()
+    if channels == 1:  # binary: the two classes (1 - p, p)
+        s = torch.cat([1 - s, s], dim=1)  # (B, 2, H, W)
+        one_hot = torch.cat([1 - one_hot, one_hot], dim=1)
+    s_true = (s * one_hot).sum(dim=1, keepdim=True)  # (B, 1, H, W): s_l, the prediction for the true class
+    y_true = s_true.clamp(min=tau)  # max(tau, s_l)
+    # (1 - y_l) / (1 - s_l): 1 where s_l >= tau (nothing changes, and no 0/0 at s_l = 1); else 1 - s_l > 1 - tau
+    share = torch.where(s_true >= tau, torch.ones_like(s_true), (1 - tau) / (1 - s_true).clamp(min=1 - tau))
+    maps = torch.where(one_hot.bool(), y_true, s * share)  # (B, K', H, W)
+    if channels == 1:
+        maps = maps[:, 1:]  # back to the map of class 1
+    return maps * valid, valid
+
+
 def encode_pair(images: torch.Tensor, maps: torch.Tensor, encoding: str) -> torch.Tensor:
     """A discriminator input from an image and its class maps (Luc et al., 2016).
 
-    ``"basic"``: the image and the maps stacked on channels, ``(B, C + K, H, W)``.
-    ``"product"``: each class map times every image channel, ``(B, K*C, H, W)``, as
-    :func:`mask_images`.
+    ``"basic"`` and ``"scaling"``: the image and the maps stacked on channels,
+    ``(B, C + K, H, W)`` (for "scaling" the true maps are those of
+    :func:`scaled_label_maps`; a prediction is passed as it is). ``"product"``: each class
+    map times every image channel, ``(B, K*C, H, W)``, as :func:`mask_images`.
+
+    Luc et al. feed the RGB image to their discriminator through a separate convolutional
+    branch whose features are merged with those of the label-map branch; here the image is
+    merged at the input (stacked, or multiplied in for "product"), so one network serves
+    every encoding.
     """
     check_choice("encoding", encoding, PAIR_ENCODINGS)
     if encoding == "product":
@@ -194,6 +247,6 @@ def encode_pair(images: torch.Tensor, maps: torch.Tensor, encoding: str) -> torc
 
 
 def encoded_channels(in_channels: int, map_channels: int, encoding: str) -> int:
-    """Channels of :func:`encode_pair`'s output: ``C + K`` (basic) or ``K*C`` (product)."""
+    """Channels of :func:`encode_pair`'s output: ``C + K`` (basic, scaling) or ``K*C`` (product)."""
     check_choice("encoding", encoding, PAIR_ENCODINGS)
-    return in_channels + map_channels if encoding == "basic" else in_channels * map_channels
+    return in_channels * map_channels if encoding == "product" else in_channels + map_channels

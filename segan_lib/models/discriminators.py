@@ -71,14 +71,16 @@ class SeganCritic(nn.Module):
     The SegAN loss compares these lists for the image masked by the prediction and by the
     ground truth (``segan_lib.losses.adversarial.multiscale_l1_loss``).
 
-    The critic must stay Lipschitz-bounded, or it can make the L1 distance arbitrarily large:
-    either clip its weights after each update (the paper's reference code, +-0.05; see
+    The critic must stay bounded, or it can make the L1 distance arbitrarily large: either
+    clip its weights after each update (the authors' public code, +-0.05; see
     ``segan_lib.train.segan.clip_weights_``) or build it with ``spectral_norm=True``.
-    As in the authors' code, every layer but the first has batch norm (``batch_norm=True``),
-    which keeps the features at a fixed scale however the clipped weights drift; the
-    strategy passes the true and the predicted inputs in one batch, so both share the
-    statistics. Use ``batch_norm=False`` with spectral norm (batch norm would undo the
-    bound). H and W must be divisible by ``2**depth``.
+    As in the authors' code, every layer but the first has batch norm (``batch_norm=True``).
+    Batch norm divides each channel by its batch standard deviation, so the scale of the
+    convolution before it cancels: clipping those weights caps the features' size only
+    through batch norm's own scale and shift, and does not bound the critic's Lipschitz
+    constant. The strategy passes the true and the predicted inputs in one batch, so both
+    share the statistics. Use ``batch_norm=False`` with spectral norm (batch norm would undo
+    the bound). H and W must be divisible by ``2**depth``.
     """
 
     def __init__(
@@ -133,8 +135,8 @@ class LucDiscriminator(nn.Module):
     A 3x3 conv + LeakyReLU(0.2), ``depth`` 3x3 stride-2 convs + LeakyReLU, global average
     pooling and a linear layer. Luc et al. (2016) feed the image and the label map through
     separate convolutional branches before merging them; here they are merged at the input
-    (``encode_pair``'s "basic" or "product" encoding), which keeps one network for both
-    encodings. No normalisation layer, so a sample's score does not depend on the batch.
+    (``encode_pair``'s "basic", "product" or "scaling" encoding), which keeps one network for
+    every encoding. No normalisation layer, so a sample's score does not depend on the batch.
     """
 
     def __init__(

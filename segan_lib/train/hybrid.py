@@ -9,8 +9,11 @@ probabilities ``s(x)``:
     segmentor:      min_s  CE(s(x), y) + lambda_adv * BCE(a(x, s(x)), 1)   (non-saturating)
 
 Any objective of :class:`~segan_lib.losses.adversarial.GANLoss` can replace the BCE pair
-(``gan_mode``). The pair is encoded ``"basic"`` (image and maps stacked, C + K channels) or
-``"product"`` (each class map times the image, K*C channels); see ``encode_pair``. The
+(``gan_mode``). The pair is encoded ``"basic"`` (image and maps stacked, C + K channels),
+``"product"`` (each class map times the image, K*C channels) or ``"scaling"`` (as basic, but
+the truth's one-hot map is softened towards the prediction, ``scaled_label_maps``, so that
+values alone no longer tell truth from prediction; the prediction stays as it is); see
+``encode_pair``. The
 discriminator is image-level (``"luc"``) or pix2pix's PatchGAN (``"patchgan"``, Isola et al.,
 CVPR 2017). Binary segmentors (K = 1) use the sigmoid map; ignored pixels are zero in both.
 
@@ -31,7 +34,8 @@ from torch import nn
 from segan_lib._checks import check_choice, check_positive
 from segan_lib.losses import PIXEL_LOSSES, get_pixel_loss
 from segan_lib.losses.adversarial import (
-    GAN_MODES, PAIR_ENCODINGS, GANLoss, encode_pair, encoded_channels, label_maps, segmentation_probs,
+    GAN_MODES, PAIR_ENCODINGS, GANLoss, encode_pair, encoded_channels, label_maps, scaled_label_maps,
+    segmentation_probs,
 )
 from segan_lib.models.discriminators import LucDiscriminator, PatchGANDiscriminator
 from segan_lib.train.adversarial import (
@@ -55,8 +59,10 @@ class HybridStrategy(Strategy):
         pixel_loss: a name from ``segan_lib.losses.PIXEL_LOSSES``; "ce" as in the paper.
         lambda_adv: weight of the adversarial term (default 0.01, the weight Hung et al.,
             BMVC 2018, give theirs).
-        encoding: "basic" or "product" (``encode_pair``). discriminator: "luc" (one score
-            per image) or "patchgan" (one per patch; batch norm, or none with spectral norm).
+        encoding: "basic", "product" or "scaling" (``encode_pair``; "scaling" encodes the
+            truth with ``scaled_label_maps`` of the detached prediction, tau = 0.9).
+            discriminator: "luc" (one score per image) or "patchgan" (one per patch; batch
+            norm, or none with spectral norm).
         gan_mode: the ``GANLoss`` objective; "nonsaturating" is the paper's.
         n_critic: discriminator updates per segmentor update, all on the same batch.
         spectral_norm: spectral normalisation in every discriminator layer.
@@ -162,6 +168,8 @@ class HybridStrategy(Strategy):
         with self.autocast():
             logits = self.nets["segmentor"](images)  # (B, K, H, W)
         probs = segmentation_probs(logits) * valid  # (B, K, H, W), ignored pixels zeroed
+        if self.encoding == "scaling":  # the truth softened towards the (detached) prediction
+            true_maps, _ = scaled_label_maps(masks, probs, ignore_index=self.ignore_index)
         real_pairs = like_images(encode_pair(images.float(), true_maps, self.encoding), images)  # (B, C_in, H, W)
         fake_pairs = like_images(encode_pair(images.float(), probs, self.encoding), images)
         return logits, real_pairs, fake_pairs

@@ -17,8 +17,13 @@ both inputs.
 1. :meth:`~SeganStrategy.forward_pass`: the segmentor's logits and both masked images;
 2. ``n_critic`` times :meth:`~SeganStrategy.critic_step`: unfreeze the critic, zero its
    gradients, ``loss = -l_mae`` on the *detached* prediction (the critic maximises l_mae),
-   backward, Adam step, clip its weights to ``[-clip_value, clip_value]`` as in the
-   authors' code (unless it is spectrally normalised);
+   backward, Adam step, clip its weights to ``[-clip_value, clip_value]`` (unless it is
+   spectrally normalised). The clip, and its value 0.05, come from the authors' public code
+   (github.com/YuanXue1993/SegAN, ``train.py``: ``p.data.clamp_(-0.05, 0.05)``), as in WGAN
+   (Arjovsky et al., ICML 2017); we did not find them in the paper's text. With the critic's
+   batch norm the clip does not bound its Lipschitz constant: batch norm divides each
+   channel by its batch standard deviation, so the scale of the weights before it cancels,
+   and the clip bounds only the first layer and batch norm's own scale and shift;
 3. :meth:`~SeganStrategy.segmentor_step`: freeze the critic, ``loss = l_mae +
    dice_weight * soft_dice_loss(logits, y) + pixel_loss(logits, y)``, backward, Adam step,
    unfreeze.
@@ -46,7 +51,7 @@ from segan_lib.train.strategy import Strategy
 
 @torch.no_grad()
 def clip_weights_(net: nn.Module, clip_value: float) -> None:
-    """Clamp every parameter of ``net`` to ``[-clip_value, clip_value]`` in place (WGAN / SegAN)."""
+    """Clamp every parameter of ``net`` to ``[-clip_value, clip_value]`` in place (WGAN; SegAN's public code)."""
     for p in net.parameters():
         p.clamp_(-clip_value, clip_value)
 
@@ -62,8 +67,11 @@ class SeganStrategy(Strategy):
         pixel_loss, dice_weight: additions to the paper's loss (off by default), see the module.
         n_critic: critic updates per segmentor update, all on the same batch.
         clip_value: critic weights clipped to ``[-clip_value, clip_value]`` after each of its
-            updates (None: no clipping). spectral_norm: spectral normalisation instead of
-            clipping and of the critic's batch norm (``clip_value`` is then ignored).
+            updates, 0.05 as in the authors' public code (None: no clipping). It caps the size
+            of the weights, not the critic's Lipschitz constant: batch norm cancels the scale
+            of the convolutions before it (see the module docstring). spectral_norm: spectral
+            normalisation instead of clipping and of the critic's batch norm (``clip_value`` is
+            then ignored).
         critic_base_channels, critic_depth: width and number of strided layers of the critic
             (it gets ``in_channels * K`` input channels; H, W divisible by ``2**critic_depth``).
         betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016).
