@@ -189,11 +189,13 @@ def scaled_label_maps(
         y_c = s_c * (1 - y_l) / (1 - s_l)      for every other class c
 
     so the true class keeps at least ``tau`` and the others share the rest in proportion to
-    the prediction (Luc, Couprie, Chintala, Verbeek, arXiv 1611.08408, 2016, section 3.2;
+    the prediction (Luc, Couprie, Chintala, Verbeek, arXiv 1611.08408, 2016;
     tau = 0.9 there). Where ``s_l >= tau`` the pixel is left as predicted (``y = s``); each
     pixel still sums to 1 (when ``probs`` does). A one-hot truth is told from a soft
     prediction by its values alone (every maximum is exactly 1); the scaled truth takes its
-    values from the prediction, which removes that shortcut. ``probs`` is detached: the
+    values from the prediction, which removes that exact cue (while the segmentor is unsure,
+    its maps stay softer than the scaled truth, so a threshold on softness may still tell
+    them apart). ``probs`` is detached: the
     encoded truth is a target, no gradient reaches the segmentor through it.
 
     Returns ``(maps, valid)`` as :func:`label_maps`: ``maps (B, K, H, W)`` (zero at ignored
