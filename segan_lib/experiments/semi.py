@@ -38,9 +38,9 @@ notebook's quick run to about a minute.
 ``lambda_semi`` 0.1), threshold (``T_semi`` 0.2) and warm-up (``L_semi`` from a quarter of the
 steps, as its 5,000 of 20,000). One change: the discriminator's Adam rate is 1e-3 rather than
 the paper's 1e-4 (betas (0.9, 0.99) kept). The paper trains 20,000 steps, the reference preset
-512; at 1e-4 a discriminator of this size has hardly moved from "0.5 everywhere" by the end of
-such a run, which passes every pixel at ``T_semi = 0.2`` and turns ``adv+semi`` into
-self-training on every pixel (notebook 05 measures both rates). Every fraction trains for the
+512; at 1e-4 a discriminator of this size still gives about 0.5 everywhere at the end of such a
+run, which passes every pixel at ``T_semi = 0.2`` and turns ``adv+semi`` into self-training on
+every pixel (notebook 05, section 6.1, measures both rates). Every fraction trains for the
 same number of steps, those of a fully labelled run of the preset (the authors' code runs
 20,000 steps whatever the fraction). The U-Net has no batch norm: the semi-supervised arms pass
 labelled and unlabelled images through the segmentor as one batch, and batch statistics would
