@@ -107,7 +107,7 @@ def test_page_keeps_widget_pictures_with_a_note_and_links_downloads():
 
 def test_book_without_the_docs_extra_says_what_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(book_build, "DOCS_MODULES", (*book_build.DOCS_MODULES, "myst_nb_not_installed"))
-    assert main(["book", "--out", str(tmp_path / "site"), "--no-execute"]) == 1
+    assert main(["book", "--out", str(tmp_path / "site"), "--no-execute"]) == 2
     error = capsys.readouterr().err
     assert 'pip install -e ".[docs]"' in error and re.search(r"missing: .*myst_nb_not_installed", error)
     assert not (tmp_path / "site").exists()

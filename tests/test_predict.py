@@ -166,7 +166,7 @@ def test_checkpoints_it_cannot_use_are_refused(folder_run, tmp_path, capsys):
     }
     for index, (message, change) in enumerate(cases.items()):
         path = rewritten(checkpoint, tmp_path / f"bad{index}.pt", change)
-        assert cli.main(["predict", str(path), str(images), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+        assert cli.main(["predict", str(path), str(images), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"segan: error: checkpoint {path} ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()  # refused before anything was written
@@ -181,7 +181,7 @@ def test_an_unreadable_image_stops_with_its_name_and_no_partial_file(folder_run,
     code = cli.main(["predict", str(folder_run["checkpoint"]), str(folder), "--out", str(out), "--batch-size", "1",
                      "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 1 and f"image {folder / 'broken.png'} cannot be read" in err
+    assert code == 2 and f"image {folder / 'broken.png'} cannot be read" in err
     assert sorted(p.name for p in out.iterdir()) == ["a_good.png"]  # the image before it, complete
     assert np.asarray(Image.open(out / "a_good.png")).shape == (32, 32)
 
@@ -199,7 +199,7 @@ def test_inputs_and_outputs_are_checked_before_running(folder_run, tmp_path, cap
          "share the stem '0000'"),
     ]
     for args, message in cases:
-        assert cli.main(["predict", checkpoint, *args, "--no-progress"]) == 1
+        assert cli.main(["predict", checkpoint, *args, "--no-progress"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     written = predict_files(checkpoint, [data / "images" / "0003.png", data / "images"], tmp_path / "o",

@@ -131,7 +131,7 @@ def test_without_tensorboard_the_run_stops_before_training(tmp_path, monkeypatch
     assert supervised_trainer().tensorboard is None  # not asked for: not needed
     code = cli.main(["train", "--tensorboard", "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 1 and err.strip() == f"segan: error: {MISSING_TENSORBOARD}"
+    assert code == 2 and err.strip() == f"segan: error: {MISSING_TENSORBOARD}"
     assert not (tmp_path / "run").exists()  # nothing was built or trained
     assert MISSING_TENSORBOARD.count(". ") == 0 and MISSING_TENSORBOARD.endswith(".")  # one sentence
 
