@@ -66,7 +66,7 @@ def expected_labels(checkpoint: Path, image: np.ndarray, mean, std) -> np.ndarra
     """The segmentor's argmax on the training preprocessing of ``image``, resized back (nearest)."""
     meta = load_checkpoint(checkpoint)["meta"]
     model = meta["model"]
-    net = UNet(3, model["n_classes"], base_channels=model["base_channels"], depth=model["depth"],
+    net = UNet(3, model["num_classes"], base_channels=model["base_channels"], depth=model["depth"],
                batch_norm=model["batch_norm"])
     net.load_state_dict(load_checkpoint(checkpoint)["strategy"]["nets"]["segmentor"])
     x = normalize(resize_image(image_to_tensor(image), 32), mean, std)  # (3, 32, 32)
