@@ -6,7 +6,8 @@ compile. Its fingerprint is the logged value of every loss at every step, the fl
 every state tensor of every network (and four exact values per network), and the sums of
 each optimiser's state (Adam's moments, its step counts).
 The recorded fingerprints (``tests/data/method_fingerprints.json``) were made with the code
-before the training steps were rewritten method by method; a rewrite that changes no number
+before the training steps were rewritten method by method (those of ``semi``, written after,
+when it was added); a rewrite that changes no number
 leaves them bit-identical on the same torch version and CPU kind. Elsewhere (another torch,
 another vector instruction set) float rounding differs, so they are compared loosely.
 
@@ -51,6 +52,16 @@ def _adversarial(method: str, *, binary: bool = False, **options: object) -> tup
     return strategy, data
 
 
+def _semi(**options: object) -> tuple[object, object]:
+    """Hung et al.'s method on a quarter of tiny SynthShapes labelled, the rest as unlabelled images."""
+    from segan_lib.data.split import split_labelled
+
+    labelled, unlabelled = split_labelled(SynthShapes(16 * STEPS, size=16, seed=0), fraction=0.25, seed=0)
+    options = {"critic_base_channels": 4, "critic_depth": 2, "semi_start_step": 1, "unlabelled": unlabelled,
+               **options}
+    return build_strategy("semi", _unet(4), in_channels=3, num_classes=4, **options), labelled
+
+
 def _gan(real_from: str, **options: object) -> tuple[object, object]:
     torch.manual_seed(0)
     if real_from == "inputs":
@@ -82,6 +93,9 @@ CASES: dict[str, Callable[[], tuple[object, object]]] = {
         "hybrid", loss="dice_ce", lambda_adv=0.5, discriminator="patchgan", spectral_norm=True, gan_mode="lsgan"),
     "hybrid_hinge_binary": lambda: _adversarial("hybrid", binary=True, loss="ce", lambda_adv=0.5, gan_mode="hinge"),
     "hybrid_vanilla": lambda: _adversarial("hybrid", loss="ce", lambda_adv=0.5, gan_mode="vanilla"),
+    "semi": lambda: _semi(),
+    "semi_n_critic_lambdas": lambda: _semi(n_critic=2, critic_lr=5e-3, lambda_adv=0.1, lambda_semi=1.0, t_semi=0.5),
+    "semi_softmax_confidence": lambda: _semi(confidence="softmax", t_semi=0.3),
     "gan_points": lambda: _gan("inputs"),
     "gan_points_n_critic": lambda: _gan("inputs", n_critic=3, critic_lr=5e-4, loss="vanilla"),
     "gan_masks": lambda: _gan("masks", loss="lsgan"),
