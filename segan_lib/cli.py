@@ -386,7 +386,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     num_classes = int(meta.get("num_classes", data.num_classes))
     scores = evaluate_segmentation(predict, data, num_classes=num_classes, batch_size=args.batch_size or 16,
-                                   device=device, num_workers=args.num_workers)
+                                   device=device, num_workers=args.num_workers, check_images=segmentor.check_input)
     print(f"checkpoint {args.checkpoint}: method {meta.get('method')}, step {payload['step']}; "
           f"{args.split} split of {data_options['name']}, {len(data)} images")
     print(format_scores(scores, _class_names(data, num_classes), "validation" if args.split == "val" else args.split))

@@ -12,7 +12,7 @@ import torch
 from segan_lib import course
 from segan_lib.data import SynthShapes, split_labelled
 from segan_lib.losses import cross_entropy, label_maps, segmentation_probs, self_training_loss, softmax_confidence
-from segan_lib.losses import spatial_bce_loss
+from segan_lib.losses import PIXEL_LOSSES, spatial_bce_loss
 from segan_lib.models import UNet
 from segan_lib.train import TrainConfig, Trainer
 from segan_lib.train.semi import SemiStrategy, semi_warmup_steps, unlabelled_positions
@@ -144,7 +144,7 @@ def test_defaults_are_the_published_ones_and_the_warmup_is_a_quarter():
                             semi_start_step=semi_warmup_steps(20_000))
     assert (strategy.lambda_adv, strategy.lambda_adv_unlabelled, strategy.lambda_semi, strategy.t_semi) == (
         0.01, 0.001, 0.1, 0.2)
-    assert strategy.semi_start_step == 5_000 and strategy.pixel_loss_name == "ce"
+    assert strategy.semi_start_step == 5_000 and strategy.pixel_loss.func is PIXEL_LOSSES["ce"]
     strategy.configure_optimizers()
     adam = strategy.optimizers["discriminator"].param_groups[0]
     assert adam["lr"] == 1e-4 and adam["betas"] == (0.9, 0.99)
@@ -220,8 +220,8 @@ def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="t_semi"):
         tiny_semi(unlabelled, t_semi="high")
     images, masks, _ = _batch()
-    with pytest.raises(ValueError, match="shape"):
-        tiny_semi(unlabelled).unlabelled_images(0, images[:, :, :8, :8])
+    with pytest.raises(ValueError, match=r"unlabelled images must have the labelled images' shape"):
+        tiny_semi(unlabelled).check_batch(images[:, :, :8, :8], masks[:, :8, :8])
     with pytest.raises(ValueError, match="fewer than one unlabelled batch"):
         unlabelled_positions(3, 4, seed=0, step=0)
 

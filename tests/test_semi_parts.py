@@ -135,9 +135,9 @@ def test_discriminator_upsamples_its_coarse_map_with_aligned_corners():
 
 def test_discriminator_refuses_too_small_or_wrong_inputs():
     with pytest.raises(ValueError, match="at least 8x8"):
-        ConfidenceMapDiscriminator(3, base_channels=4, depth=2)(torch.rand(1, 3, 8, 4))
+        ConfidenceMapDiscriminator(3, base_channels=4, depth=2).check_input(torch.rand(1, 3, 8, 4))
     with pytest.raises(ValueError, match="channels"):
-        ConfidenceMapDiscriminator(3, base_channels=4, depth=2)(torch.rand(1, 2, 8, 8))
+        ConfidenceMapDiscriminator(3, base_channels=4, depth=2).check_input(torch.rand(1, 2, 8, 8))
     with pytest.raises(ValueError, match="base_channels"):
         ConfidenceMapDiscriminator(3, base_channels=0)
 

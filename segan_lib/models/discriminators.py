@@ -275,7 +275,8 @@ class ConfidenceMapDiscriminator(nn.Module):
         layers.append(_conv(channels, 1, 4, 2))  # the confidence logits, no activation
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is float ``(B, in_channels, H, W)``, H and W at least ``2**(depth+1)``."""
         check_image("x", x, self.in_channels)
         smallest = 2 ** (self.depth + 1)
         if min(x.shape[2:]) < smallest:
@@ -283,5 +284,7 @@ class ConfidenceMapDiscriminator(nn.Module):
                 f"x must be at least {smallest}x{smallest} for a ConfidenceMapDiscriminator with depth={self.depth}, "
                 f"got spatial size {tuple(x.shape[2:])}"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         coarse = self.model(x)  # (B, 1, H / 2**(depth+1), W / 2**(depth+1))
         return F.interpolate(coarse, size=x.shape[2:], mode="bilinear", align_corners=True)  # (B, 1, H, W)

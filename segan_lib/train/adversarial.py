@@ -92,6 +92,23 @@ def logit_channels(segmentor: nn.Module, num_classes: int) -> int:
     return int(getattr(unwrap(segmentor), "num_classes", num_classes))
 
 
+def check_segmentor_channels(segmentor: nn.Module, images: torch.Tensor, expected: int, critic: str) -> None:
+    """Raise ``ValueError`` unless the segmentor gives ``expected`` logit channels, the input
+    channels ``critic`` was built for. One forward pass of one image in eval mode without
+    gradients (no weight, statistic or random state changes), on the first batch of a run."""
+    net = unwrap(segmentor)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            channels = net(images[:1]).shape[1]
+    finally:
+        net.train(was_training)
+    if channels != expected:
+        raise ValueError(f"the segmentor returned {channels} channels, the {critic} was built for {expected}; "
+                         "(num_classes logits, or 1 for a sigmoid model that has num_classes = 1 as an attribute)")
+
+
 def like_images(x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """``x`` in the images' memory format (channels_last on CUDA under the engine)."""
     if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():

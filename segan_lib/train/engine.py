@@ -139,16 +139,14 @@ class Trainer:
                 self.strategy.train(True)
                 for batch in self.batches.epoch(epoch, spe, start):
                     self.train_step(batch)
-                    if self._bar is not None:
-                        self._bar.update(1)
+                    self._bar.update(1)
                     if self.step % config.log_every == 0:
                         self.flush_logs()
                     if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step % spe:
                         self._save("last.pt")  # mid-epoch; epoch ends are saved below, after validation
                 self._end_epoch(epoch + 1, last=self.step >= total)
         finally:
-            if self._bar is not None:
-                self._bar.close()
+            self._bar.close()
             self._bar = None
         distributed.barrier()
         return self.history
@@ -181,9 +179,8 @@ class Trainer:
             self._batch_checked = True
         inputs, targets = batch if len(batch) == 2 else (batch[0], None)
 
-        def run() -> dict:  # may run twice (compile fallback): a fresh context manager each time
-            # On CUDA, label/NaN checks inside the losses would stall the GPU every step; the
-            # engine checks the losses itself at each logging interval instead.
+        def run() -> dict:  # may run twice (compile fallback). On CUDA no value check would stall the
+            # GPU every step: the engine checks the losses itself at each logging interval instead.
             with value_checks(False) if self.device.type == "cuda" else contextlib.nullcontext():
                 return self.strategy.train_step(inputs, targets, self.step)
 
@@ -246,7 +243,8 @@ class Trainer:
     def _run_evaluation(self, data: object) -> dict:
         return evaluate_segmentation(self.strategy.predict_logits, data, num_classes=self.num_classes,
                                      batch_size=self.config.batch_size, device=self.device,
-                                     channels_last=self.channels_last, num_workers=self.config.num_workers)
+                                     channels_last=self.channels_last, num_workers=self.config.num_workers,
+                                     check_images=self.strategy.check_images)
 
     def _validate(self, epochs_done: int) -> None:
         try:
@@ -271,7 +269,10 @@ class Trainer:
         if self.config.checkpoint_dir is None:
             return
         self.flush_logs()  # raises TrainingDiverged before a NaN state could be written
-        self._check_parameters_finite()
+        bad = nonfinite_nets(self.strategy.nets)
+        if bad:
+            raise self._diverged(f"training diverged: the weights of {bad[0]!r} hold NaN/inf after step "
+                                 f"{self.step - 1}", step=self.step - 1, loss_name=f"{bad[0]} weights")
         path = Path(self.config.checkpoint_dir) / name
         if self.dist.is_main:
             train = {**self.config.to_dict(), "steps_per_epoch": self.steps_per_epoch}
@@ -279,12 +280,6 @@ class Trainer:
                             history=self.history.to_dict(), meta=self.meta, train=train)
         if name == "last.pt":
             self._last_checkpoint = (path, self.step)
-
-    def _check_parameters_finite(self) -> None:
-        bad = nonfinite_nets(self.strategy.nets)
-        if bad:
-            raise self._diverged(f"training diverged: the weights of {bad[0]!r} hold NaN/inf after step "
-                                 f"{self.step - 1}", step=self.step - 1, loss_name=f"{bad[0]} weights")
 
     def _resume(self, path: Path) -> None:
         payload = load_checkpoint(path, method=self.strategy.name)
@@ -297,9 +292,7 @@ class Trainer:
         self._last_checkpoint = (path, self.step)
 
     def _progress_bar(self, total: int):
-        if not (self.config.progress and self.dist.is_main):
-            return None
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=min(self.step, total), desc=f"{self.strategy.name}", unit="step",
-                    dynamic_ncols=True)
+                    dynamic_ncols=True, disable=not (self.config.progress and self.dist.is_main))

@@ -22,6 +22,7 @@ def evaluate_segmentation(
     device: str | torch.device = "cpu",
     channels_last: bool = False,
     num_workers: int = 0,
+    check_images: Callable[[Tensor], None] | None = None,
 ) -> dict[str, Tensor | float]:
     """``SegmentationMetrics.compute()`` and ``StructureMetrics.compute()`` of ``predict_logits``
     over every sample of ``data``.
@@ -33,6 +34,8 @@ def evaluate_segmentation(
         data: a dataset of ``(image (C, H, W), mask (H, W) int64)`` pairs, or one with
             ``get_batch``; its ``ignore_index`` attribute (default 255) is honoured.
         num_classes: label classes ``K >= 2`` (2 for a binary sigmoid model).
+        check_images: called once, on the first batch of images on ``device``, to raise a clear
+            ``ValueError`` before the model sees input it cannot take (``Strategy.check_images``).
 
     Returns:
         ``{"dice": (K,), "iou": (K,), "mean_dice", "mean_iou", "pixel_accuracy"}`` and the
@@ -55,6 +58,9 @@ def evaluate_segmentation(
             if len(batch) != 2:
                 raise ValueError(f"evaluation data must yield (image, mask) pairs, got {len(batch)} item(s)")
             images, masks = to_device(batch, device, channels_last)
+            if check_images is not None:
+                check_images(images)
+                check_images = None
             logits = predict_logits(images)
             metrics.update(logits, masks)
             structure.update(logits, masks)

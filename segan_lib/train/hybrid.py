@@ -39,7 +39,8 @@ from segan_lib.losses.adversarial import (
 )
 from segan_lib.models.discriminators import LucDiscriminator, PatchGANDiscriminator
 from segan_lib.train.adversarial import (
-    DEFAULT_LR, frozen, grad_norm, judge, like_images, logit_channels, set_requires_grad,
+    DEFAULT_LR, check_segmentor_channels, frozen, grad_norm, judge, like_images, logit_channels,
+    set_requires_grad,
 )
 from segan_lib.train.hardware import make_adam
 from segan_lib.train.strategy import Strategy
@@ -143,8 +144,9 @@ class HybridStrategy(Strategy):
                                               betas=self.betas)
 
     def check_batch(self, images: torch.Tensor, masks: torch.Tensor) -> None:
-        """The segmentor's input check, and the discriminator's on the shape of a pair batch."""
+        """The segmentor's input check and output channels, and the discriminator's on the shape of a pair batch."""
         super().check_batch(images, masks)
+        check_segmentor_channels(self.segmentor, images, self.map_channels, "discriminator")
         b, c, h, w = images.shape
         pair_channels = encoded_channels(c, self.map_channels, self.encoding)
         self.unwrapped("discriminator").check_input(torch.empty(b, pair_channels, h, w, device="meta"))

@@ -43,7 +43,8 @@ from segan_lib.losses import PIXEL_LOSSES, get_pixel_loss, soft_dice_loss
 from segan_lib.losses.adversarial import label_maps, mask_images, multiscale_l1_loss, segmentation_probs
 from segan_lib.models.discriminators import SeganCritic
 from segan_lib.train.adversarial import (
-    DEFAULT_LR, frozen, grad_norm, judge, like_images, logit_channels, set_requires_grad,
+    DEFAULT_LR, check_segmentor_channels, frozen, grad_norm, judge, like_images, logit_channels,
+    set_requires_grad,
 )
 from segan_lib.train.hardware import make_adam
 from segan_lib.train.strategy import Strategy
@@ -139,8 +140,9 @@ class SeganStrategy(Strategy):
                                               betas=self.betas)
 
     def check_batch(self, images: torch.Tensor, masks: torch.Tensor) -> None:
-        """The segmentor's input check, and the critic's on the shape of a masked image batch."""
+        """The segmentor's input check and output channels, and the critic's on the shape of a masked image batch."""
         super().check_batch(images, masks)
+        check_segmentor_channels(self.segmentor, images, self.map_channels, "critic")
         b, c, h, w = images.shape
         self.unwrapped("critic").check_input(torch.empty(b, c * self.map_channels, h, w, device="meta"))
 

@@ -53,8 +53,9 @@ from segan_lib.losses.adversarial import label_maps, segmentation_probs
 from segan_lib.losses.semi import self_training_loss, softmax_confidence, spatial_bce_loss
 from segan_lib.models.discriminators import ConfidenceMapDiscriminator
 from segan_lib.train import distributed
-from segan_lib.train.adversarial import DEFAULT_LR, frozen_view, grad_norm, like_images, set_requires_grad
-from segan_lib.train.adversarial import logit_channels
+from segan_lib.train.adversarial import (
+    DEFAULT_LR, check_segmentor_channels, frozen_view, grad_norm, like_images, logit_channels, set_requires_grad,
+)
 from segan_lib.train.batches import epoch_permutation
 from segan_lib.train.hardware import make_adam
 from segan_lib.train.strategy import Strategy
@@ -172,7 +173,6 @@ class SemiStrategy(Strategy):
         self.t_semi, self.semi_start_step, self.confidence = float(t_semi), int(semi_start_step), confidence
         self.n_critic, self.critic_lr, self.ignore_index = n_critic, critic_lr, ignore_index
         self.unlabelled_batch_size, self.seed = unlabelled_batch_size, seed
-        self.pixel_loss_name = pixel_loss
         self.pixel_loss = get_pixel_loss(pixel_loss, ignore_index=ignore_index)
         self.map_channels = logit_channels(segmentor, num_classes)  # K
         self.nets["segmentor"] = segmentor
@@ -199,10 +199,21 @@ class SemiStrategy(Strategy):
         positions = unlabelled_positions(len(self.unlabelled), batch_size, seed=self.seed, step=step,
                                          rank=context.rank, world_size=context.world_size)
         batch = self.unlabelled.images(positions).to(images.device, dtype=images.dtype, non_blocking=True)
-        if batch.shape[1:] != images.shape[1:]:
-            raise ValueError(f"unlabelled images must have the labelled images' shape (C, H, W) = "
-                             f"{tuple(images.shape[1:])}, got {tuple(batch.shape[1:])}")
         return like_images(batch, images)
+
+    def check_batch(self, images: Tensor, masks: Tensor) -> None:
+        """The segmentor's input check; the unlabelled images' shape against the labelled ones';
+        the segmentor's output channels and the discriminator's input size."""
+        super().check_batch(images, masks)
+        if self.unlabelled is not None:
+            first = self.unlabelled.images(torch.zeros(1, dtype=torch.long))  # (1, C, H, W)
+            if first.shape[1:] != images.shape[1:]:
+                raise ValueError(f"unlabelled images must have the labelled images' shape (C, H, W) = "
+                                 f"{tuple(images.shape[1:])}, got {tuple(first.shape[1:])}")
+        if "discriminator" in self.nets:
+            check_segmentor_channels(self.segmentor, images, self.map_channels, "discriminator")
+            b, _, h, w = images.shape
+            self.unwrapped("discriminator").check_input(torch.empty(b, self.map_channels, h, w, device="meta"))
 
     # ------------------------------------------------------------------ one step
     def train_step(self, images: Tensor, masks: Tensor, step: int) -> dict[str, Tensor]:

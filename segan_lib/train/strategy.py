@@ -84,8 +84,12 @@ class Strategy:
         ``(B, C, H, W)`` batch, and the segmentor's ``check_input`` passes if it has one (the
         U-Net's checks the channels and that H, W are divisible by ``2**depth``). Nothing for
         other methods: a method with more to check extends it."""
-        if "segmentor" not in self.nets:
-            return
+        if "segmentor" in self.nets:
+            self.check_images(images)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``images`` is a float ``(B, C, H, W)`` batch the segmentor's
+        ``check_input`` (if it has one) accepts; training and evaluation call it on their first batch."""
         check_image("images", images)
         check_input = getattr(self.unwrapped("segmentor"), "check_input", None)
         if check_input is not None:
