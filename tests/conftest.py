@@ -33,9 +33,11 @@ def close_figures():
 
 
 # The longest scopes start first, so that on two workers no long module is left for the end
-# while the other worker idles: the autograde module (one nbgrader run of every notebook) and
-# the notebooks (nbval), each kept whole on one worker by --dist loadscope.
-LONGEST_FIRST = ("tests/test_assignments.py", "notebooks/")
+# while the other worker idles: the autograde module (nbgrader grades a notebook twice), the
+# CLI module (its quick training run), the notebooks (nbval, the longest first) and the website
+# (it executes a lesson), each kept whole on one worker by --dist loadscope.
+LONGEST_FIRST = ("tests/test_assignments.py", "tests/test_cli.py", "notebooks/04", "notebooks/",
+                 "tests/test_book.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,16 +2,21 @@
 nbgrader with no solution code in it, solutions that score full points under nbgrader autograde,
 and an unfilled release that scores zero.
 
-The course directory is built once per module with ``segan assignments``; the autograde run is
-one module-scoped fixture, marked slow. It grades the untouched release of every notebook
-(each must score zero, with the hidden tests restored) and the solutions of one notebook (full
-points, end to end through nbgrader). That the solutions of every notebook pass every test
-cell, hidden tests included, is what nbval checks when it runs ``notebooks/`` (the solution
-notebooks are the course notebooks: ``test_solutions_match_the_notebooks``), so the other
-solutions are not executed a second time here.
+The course directory is built once per module with ``segan assignments``. nbgrader autograde
+runs once, in a module-scoped fixture marked slow, on the notebook that runs fastest: its
+solutions (full points, end to end through nbgrader) and its untouched release (zero points,
+hidden tests restored, no error but the unfilled exercises'). Executing every other release
+again would double the suite's time, so for every notebook the same two facts are checked on
+the release's code instead: each graded test cell uses a name the exercise before it leaves
+unfinished (so an unfilled exercise scores zero), and no cell of the lesson itself uses one (so
+the rest of the notebook runs for a learner who has not solved it). That the solutions of every
+notebook pass every test cell, hidden tests included, is what nbval checks when it runs
+``notebooks/`` (the solution notebooks are the course notebooks:
+``test_solutions_match_the_notebooks``).
 """
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import signal
@@ -39,8 +44,8 @@ HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 # Only a guard against a hung kernel, not a speed check: far above any normal run.
 AUTOGRADE_TIMEOUT_S = 3600
 each_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-# The solutions autograded end to end: the shortest notebook (see the module docstring).
-SOLVED = [NOTEBOOK_DIR / "01_gan_basics.ipynb"]
+# Autograded end to end, solved and unfilled: the notebook that runs fastest (module docstring).
+SOLVED = BLANK = [NOTEBOOK_DIR / "01_gan_basics.ipynb"]
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -208,14 +213,14 @@ def graded(course, tmp_path_factory) -> dict[str, Path]:
     """``nbgrader autograde "*"`` run as a teacher runs it, inside the course directory.
 
     Student "solved" submitted the solution notebooks of :data:`SOLVED`, "blank" the release
-    notebooks of every notebook, untouched. The two are graded at the same time, each in its
+    notebooks of :data:`BLANK`, untouched. The two are graded at the same time, each in its
     own copy of the course directory (so two processes never write one gradebook), with one
     torch thread per kernel. Cells may run as long as they need (``--Execute.timeout``): the
     whole run has only a hang guard. Returns student -> its course directory copy.
     """
     runs = {}
     start = time.perf_counter()
-    for student, folder, submitted in (("solved", "solutions", SOLVED), ("blank", "release", NOTEBOOKS)):
+    for student, folder, submitted in (("solved", "solutions", SOLVED), ("blank", "release", BLANK)):
         root = tmp_path_factory.mktemp(f"grading-{student}")
         shutil.copytree(course, root, dirs_exist_ok=True)
         for path in submitted:
@@ -242,7 +247,7 @@ def graded(course, tmp_path_factory) -> dict[str, Path]:
     for student, (root, process) in runs.items():
         log = (root / "autograde.log").read_text()
         assert process.returncode == 0, f"nbgrader autograde ({student}) failed:\n{log[-5000:]}"
-    print(f"autograde of {len(SOLVED) + len(NOTEBOOKS)} notebooks took {time.perf_counter() - start:.0f} s")
+    print(f"autograde of {len(SOLVED) + len(BLANK)} notebooks took {time.perf_counter() - start:.0f} s")
     return {student: root for student, (root, _) in runs.items()}
 
 
@@ -267,7 +272,7 @@ def test_solutions_score_full_points(graded, path):
 
 
 @pytest.mark.slow
-@each_notebook
+@pytest.mark.parametrize("path", BLANK, ids=lambda path: path.stem)
 def test_unfilled_release_scores_zero(graded, path):
     source = read(path)
     scores = read_scores(graded["blank"])[("blank", path.stem)]
@@ -280,3 +285,62 @@ def test_unfilled_release_scores_zero(graded, path):
     restored = graded_cells(autograded)  # nbgrader put the hidden tests back before grading
     for grade_id, cell in tests.items():
         assert restored[grade_id].source == cell.source
+
+
+def _code(source: str) -> ast.Module:
+    """A code cell's Python, its IPython magics and shell lines left out."""
+    return ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+
+
+def bound_names(tree: ast.Module) -> set[str]:
+    """Names a cell binds at its top level (assignments, definitions, imports, loop and with targets)."""
+    names = set()
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(statement.name)
+        elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in statement.names)
+        else:
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+    return names
+
+
+def used_names(tree: ast.Module) -> set[str]:
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+def unfinished_names(solution: str, release: str) -> set[str]:
+    """Names the solution cell binds that the release leaves undefined or raising NotImplementedError."""
+    kept = set()
+    for statement in _code(release).body:
+        if "NotImplementedError" not in ast.unparse(statement):
+            kept |= bound_names(ast.Module(body=[statement], type_ignores=[]))
+    return bound_names(_code(solution)) - kept
+
+
+@each_notebook
+def test_unfilled_exercises_fail_only_their_own_tests(course, path):
+    """In the release, every test cell uses a name its exercise leaves unfinished; no lesson cell does."""
+    source, release = read(path), read(course / "release" / path.stem / path.name)
+    unfinished: dict[str, int] = {}  # name -> index of the exercise cell that leaves it unfinished
+    for index, (cell, student_cell) in enumerate(zip(source.cells, release.cells)):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            names = unfinished_names(cell.source, student_cell.source)
+            assert names, f"exercise cell {index} leaves no name unfinished in the release"
+            unfinished.update(dict.fromkeys(names, index))
+            continue
+        tree = _code(cell.source)
+        if meta.get("grade"):
+            exercise = max((i for i in unfinished.values() if i < index), default=None)
+            needs = {name for name in used_names(tree) if unfinished.get(name) == exercise}
+            assert needs, f"test cell {index} ({meta['grade_id']}) uses nothing its exercise leaves unfinished"
+        else:
+            broken = {name: unfinished[name] for name in used_names(tree) - bound_names(tree) if name in unfinished}
+            assert not broken, f"lesson cell {index} uses {broken} (name -> exercise cell): it fails unsolved"
+        for name in bound_names(tree):
+            unfinished.pop(name, None)  # bound again: usable from here on

@@ -140,14 +140,13 @@ def fail_with_screenshot(page, message: str) -> None:
     pytest.fail(f"{message} (screenshot: {ARTIFACTS / 'browser_failure.png'})")
 
 
-def run_cells_above(notebook, stop: int) -> None:
+def run_cells_above(notebook, stop: int, code_above: int) -> None:
     """Select cell ``stop`` (index among all cells, > 0), Run > Run All Above Selected Cell, then
-    wait until every code cell before it shows its execution count."""
+    wait until the ``code_above`` code cells before it (counted in the file, not in a page that
+    may still be rendering) show their execution counts."""
     page = notebook.page
     cells = notebook.locator(".jp-Cell")
     prompts = notebook.locator(".jp-CodeCell .jp-InputPrompt")
-    code_above = notebook.locator(".jp-Cell").evaluate_all(
-        f"(cells) => cells.slice(0, {stop}).filter((cell) => cell.classList.contains('jp-CodeCell')).length")
     started = prompts.filter(has_text=re.compile(r"\[(\*|\d+)\]")).first
     for _ in range(3):  # a click that lands while Lab is still settling is retried
         cells.nth(stop).locator(".jp-InputPrompt").click()
@@ -164,10 +163,11 @@ def run_cells_above(notebook, stop: int) -> None:
     while True:
         texts = prompts.all_inner_texts()[:code_above]
         pending = [text for text in texts if not re.fullmatch(r"\[\d+\]:", text.strip())]
-        if texts and not pending:
+        if len(texts) == code_above and not pending:
             return
         if time.monotonic() > deadline:
-            fail_with_screenshot(page, f"{len(pending)} cells had not run after {RUN_TIMEOUT_S} s")
+            missing = code_above - len(texts) + len(pending)
+            fail_with_screenshot(page, f"{missing} cells had not run after {RUN_TIMEOUT_S} s")
         time.sleep(1)
 
 
@@ -183,7 +183,7 @@ def test_loss_explorer_slider_updates_the_plot(page, lab):
                          if cell.cell_type == "code" and "loss_explorer()" in cell.source)
     start = time.monotonic()
     notebook = open_notebook(page, lab, "notebooks/03_losses.ipynb")
-    run_cells_above(notebook, explorer_cell + 1)
+    run_cells_above(notebook, explorer_cell + 1, sum(cell.cell_type == "code" for cell in cells[:explorer_cell + 1]))
     ran_s = time.monotonic() - start
     prompts = notebook.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
     ran = sum(bool(re.fullmatch(r"\[\d+\]:", text.strip())) for text in prompts)
