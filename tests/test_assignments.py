@@ -3,9 +3,9 @@ nbgrader with no solution code in it, solutions that score full points under nbg
 and an unfilled release that scores zero.
 
 The course directory is built once per module with ``segan assignments``. nbgrader autograde
-runs once, in a module-scoped fixture marked slow, on the notebook that runs fastest: its
-solutions (full points, end to end through nbgrader) and its untouched release (zero points,
-hidden tests restored, no error but the unfilled exercises'). Executing every other release
+runs once, in a module-scoped fixture marked slow, on two notebooks: the solutions of one (full
+points, end to end through nbgrader) and the untouched release of another (zero points, hidden
+tests restored, no error but the unfilled exercises'). Executing every other release
 again would double the suite's time, so for every notebook the same two facts are checked on
 the release's code instead: each graded test cell uses a name the exercise before it leaves
 unfinished (so an unfilled exercise scores zero), and no cell of the lesson itself uses one (so
@@ -44,8 +44,10 @@ HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 # Only a guard against a hung kernel, not a speed check: far above any normal run.
 AUTOGRADE_TIMEOUT_S = 3600
 each_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-# Autograded end to end, solved and unfilled: the notebook that runs fastest (module docstring).
-SOLVED = BLANK = [NOTEBOOK_DIR / "01_gan_basics.ipynb"]
+# Autograded end to end (module docstring): the solutions of the losses lesson and the untouched
+# release of the last, two of the notebooks that run fastest.
+SOLVED = [NOTEBOOK_DIR / "03_losses.ipynb"]
+BLANK = [NOTEBOOK_DIR / "05_semi_supervised.ipynb"]
 
 
 def read(path: Path) -> nbformat.NotebookNode:
