@@ -19,7 +19,7 @@ def test_environment_yml_installs_through_pyproject():
     pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
     # conda provides only the interpreter and pip; everything else comes from pyproject.toml
     assert sorted(re.split(r"[=<> ]", d)[0] for d in conda_deps) == ["pip", "python"]
-    assert pip_sections == [["-e .[dev]"]]
+    assert pip_sections == [["-e .[dev,docs]"]]
     assert "dev" in _pyproject()["project"]["optional-dependencies"]
 
 
@@ -38,6 +38,6 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
     assert len(blocks) >= 2
     install, test = blocks[0].strip(), blocks[1].strip()
-    assert "pip install torch==2.13.0" in install and '-e ".[dev]"' in install
+    assert "pip install torch==2.13.0" in install and '-e ".[dev,docs]"' in install
     ci = (ROOT / ".ci" / "run").read_text()
     assert test in ci, "CI must run exactly the README's test command"
