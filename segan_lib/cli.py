@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from segan_lib import cli_types
 from segan_lib.losses import PIXEL_LOSSES
 from segan_lib.models.unet import UNet
 from segan_lib.train.methods import METHODS
@@ -46,61 +47,20 @@ QUICK_PRESET = {"epochs": 10, "batch_size": 8, "size": 64, "base_channels": 8, "
 DATA_SEED = 0  # SynthShapes train seed (validation: DATA_SEED + 1), fixed so runs share data
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
-def _device(text: str) -> str:
-    from segan_lib.train.config import DEVICE_PATTERN
-
-    if not DEVICE_PATTERN.match(text):
-        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
-    return text
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), got {text}")
-    return value
-
-
 def _add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
     add = parser.add_argument
     add("--dataset", choices=DATASETS, default=default,
         help="dataset: synth (generated, no files) or a folder layout (see data/README.md)")
     add("--root", help="dataset folder (all but synth)")
-    add("--num-classes", type=_positive_int, help="label classes incl. background (synth: default 4; folders: default from classes.txt)")
+    add("--num-classes", type=cli_types.positive_int,
+        help="label classes incl. background (synth: default 4; folders: default from classes.txt)")
     add("--binary", action="store_true", default=None, help="foreground/background masks, one sigmoid output")
-    add("--samples", dest="n", type=_positive_int,
+    add("--samples", dest="n", type=cli_types.positive_int,
         help="training samples (validation: samples // 5); default all, 1000 for synth")
-    add("--batch-size", type=_positive_int, help="global batch size (split across torchrun processes)")
-    add("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
-    add("--num-workers", type=_non_negative_int, default=0, help="DataLoader workers for file datasets (default 0)")
+    add("--batch-size", type=cli_types.positive_int, help="global batch size (split across torchrun processes)")
+    add("--device", type=cli_types.device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
+    add("--num-workers", type=cli_types.non_negative_int, default=0,
+        help="DataLoader workers for file datasets (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,39 +73,42 @@ def build_parser() -> argparse.ArgumentParser:
     add = train.add_argument
     add("--method", choices=METHODS, default="supervised", help="training method (default supervised)")
     add("--loss", choices=tuple(PIXEL_LOSSES), help="pixel loss (default dice_ce)")
-    add("--epochs", type=_positive_int, help=f"epochs (default {FULL_PRESET['epochs']})")
-    add("--lr", type=_positive_float, help="learning rate (default: the method's)")
-    add("--size", type=_positive_int, help=f"image size in pixels (default {FULL_PRESET['size']})")
-    add("--base-channels", type=_positive_int, help="U-Net channels of the first level")
-    add("--depth", type=_positive_int, help="U-Net down-sampling steps")
+    add("--epochs", type=cli_types.positive_int, help=f"epochs (default {FULL_PRESET['epochs']})")
+    add("--lr", type=cli_types.positive_float, help="learning rate (default: the method's)")
+    add("--size", type=cli_types.positive_int, help=f"image size in pixels (default {FULL_PRESET['size']})")
+    add("--base-channels", type=cli_types.positive_int, help="U-Net channels of the first level")
+    add("--depth", type=cli_types.positive_int, help="U-Net down-sampling steps")
     add("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
         help="batch norm in the U-Net (the original has none; default on)")
     add("--cosine", action=argparse.BooleanOptionalAction, default=None,
         help="anneal the learning rate to 0 with a cosine (supervised only; default on)")
-    add("--threads", type=_positive_int,
+    add("--threads", type=cli_types.positive_int,
         help="CPU threads for PyTorch (default: $SEGAN_THREADS if set, else PyTorch's choice: all cores)")
     add("--quick", action="store_true", help="small preset that trains in a minute or two on a laptop CPU")
     add("--out", help="folder for last.pt, best.pt and history.json (default runs/METHOD); checked for "
                       "writing before the run starts")
     add("--resume", nargs="?", const="", metavar="PATH", help="continue from a checkpoint (default OUT/last.pt)")
-    add("--seed", type=_non_negative_int, default=0, help="seed of initialisation and data order (default 0)")
+    add("--seed", type=cli_types.non_negative_int, default=0, help="seed of initialisation and data order (default 0)")
     add("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA)")
     add("--compile", action=argparse.BooleanOptionalAction, default=None,
         help="torch.compile the networks (default: on with CUDA, off on the CPU; eager if compiling fails); "
              "--no-compile skips the minute of compilation, e.g. for short runs or debugging")
-    add("--log-every", type=_positive_int, help="steps between loss read-outs")
-    add("--checkpoint-every", type=_non_negative_int, default=0, help="steps between checkpoints (0: each epoch)")
+    add("--log-every", type=cli_types.positive_int, help="steps between loss read-outs")
+    add("--checkpoint-every", type=cli_types.non_negative_int, default=0,
+        help="steps between checkpoints (0: each epoch)")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--tensorboard", nargs="?", const="", metavar="DIR",
         help="TensorBoard logs of every player, learning rates and validation (default DIR: OUT/tensorboard)")
     labels = train.add_mutually_exclusive_group()  # semi-supervised data: a fixed split from --seed
-    labels.add_argument("--labelled-fraction", type=_fraction, metavar="F",
+    labels.add_argument("--labelled-fraction", type=cli_types.fraction, metavar="F",
                         help="keep the labels of this share of the training set only, e.g. 0.125 (--method semi "
                              "trains on the rest as unlabelled images; other methods ignore the rest)")
-    labels.add_argument("--labelled", type=_positive_int, metavar="N", help="keep the labels of N training images")
-    add("--lambda-adv", type=_non_negative_float, help="weight of the adversarial term (hybrid, semi; default 0.01)")
-    add("--lambda-semi", type=_non_negative_float, help="weight of the self-training term (semi; default 0.1)")
-    add("--t-semi", type=_fraction, help="confidence threshold of the self-training term (semi; default 0.2)")
+    labels.add_argument("--labelled", type=cli_types.positive_int, metavar="N",
+                        help="keep the labels of N training images")
+    add("--lambda-adv", type=cli_types.non_negative_float,
+        help="weight of the adversarial term (hybrid, semi; default 0.01)")
+    add("--lambda-semi", type=cli_types.non_negative_float, help="weight of the self-training term (semi; default 0.1)")
+    add("--t-semi", type=cli_types.fraction, help="confidence threshold of the self-training term (semi; default 0.2)")
     add("--confidence", choices=("discriminator", "softmax"),
         help="semi: whose confidence picks the self-training pixels (default discriminator, Hung et al.; "
              "softmax: plain self-training, no discriminator)")

@@ -224,7 +224,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``segan predict`` on the ``segan`` sub-command parsers."""
-    from segan_lib.cli import _device, _positive_int
+    from segan_lib.cli_types import device, positive_int
 
     predict = subparsers.add_parser(
         "predict", help="segment your own images with a trained checkpoint",
@@ -235,7 +235,7 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     add("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files (PNG, JPEG, ...) and folders of images")
     add("--out", required=True, help="folder for the masks (created if needed)")
     add("--overlay", action="store_true", help="also write OUT/<stem>_overlay.png, the classes over the image")
-    add("--batch-size", type=_positive_int, default=8, help="images per forward pass (default 8)")
-    add("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
+    add("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
+    add("--device", type=device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
     add("--no-progress", action="store_true", help="no progress bar")
     predict.set_defaults(func=run_predict)

@@ -12,12 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from segan_lib.cli_types import positive_int
 
 
 def add_book_command(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +30,9 @@ def add_book_command(subparsers: argparse._SubParsersAction) -> None:
     add("--execute", action=argparse.BooleanOptionalAction, default=True,
         help="run the lessons in quick mode to show their outputs (default); --no-execute: pages without "
              "outputs, built in about a minute")
-    add("--jobs", type=_positive_int, default=1,
+    add("--jobs", type=positive_int, default=1,
         help="lessons executed at the same time, and Sphinx processes (default 1)")
-    add("--cell-timeout", type=_positive_int, metavar="SECONDS",
+    add("--cell-timeout", type=positive_int, metavar="SECONDS",
         help="seconds one cell may run before the build fails (default 1800: only a hung cell fails)")
     add("--notebooks-dir", help="folder of the course notebooks (default ./notebooks)")
     add("--results", help="folder of pinned reference results (default NOTEBOOKS_DIR/results; may be absent)")

@@ -23,7 +23,7 @@ from segan_lib.experiments.results import as_float
 from segan_lib.experiments.runner import experiment_command, run_experiment
 from segan_lib.experiments.spec import PRESET_NAMES
 from segan_lib.experiments.verdicts import format_verdicts, verdict_metrics, verdicts
-from segan_lib.train.config import DEVICE_PATTERN
+from segan_lib.cli_types import device
 
 
 def parse_seeds(text: str) -> int | list[int]:
@@ -43,12 +43,6 @@ def parse_seeds(text: str) -> int | list[int]:
                                      f"got {text!r}")
 
 
-def _device(text: str) -> str:
-    if not DEVICE_PATTERN.match(text):
-        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
-    return text
-
-
 def add_experiment_command(commands: argparse._SubParsersAction) -> None:
     """Add ``segan experiment`` to the ``segan`` sub-commands."""
     parser = commands.add_parser(
@@ -61,7 +55,7 @@ def add_experiment_command(commands: argparse._SubParsersAction) -> None:
     add("--seeds", type=parse_seeds, default=None,
         help="paired seeds: a count N (seeds 0..N-1) or a list 0,2,3 (default: the preset's, 3)")
     add("--out", help="folder of results.json, runs/ and the figures (default runs/NAME-PRESET)")
-    add("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
+    add("--device", type=device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
     add("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_experiment_command)
 
