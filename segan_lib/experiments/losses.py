@@ -78,7 +78,7 @@ def loss_arms(specs: Sequence[LossSpec], baseline: str | None) -> tuple[Arm, ...
 
 
 PRESETS = {  # quick and full are notebook 03's settings; no batch norm (the U-Net of notebook 02)
-    "quick": Preset(size=32, num_classes=4, n_train=256, n_eval=64, epochs=4, batch_size=16, base_channels=8,
+    "quick": Preset(size=32, num_classes=4, n_train=128, n_eval=64, epochs=4, batch_size=8, base_channels=8,
                     depth=2, lr=5e-3, batch_norm=False, seeds=3, threads=1),
     "reference": Preset(size=48, num_classes=4, n_train=1000, n_eval=200, epochs=10, batch_size=16,
                         base_channels=16, depth=3, lr=1e-3, batch_norm=False, seeds=3),
