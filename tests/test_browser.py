@@ -191,7 +191,7 @@ def test_loss_explorer_slider_updates_the_plot(page, lab):
     assert output_problems(notebook) == []
 
     gamma = notebook.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(r"^gamma$")))
-    assert gamma.count() == 1, "one slider labelled gamma"
+    sync_api.expect(gamma).to_have_count(1, timeout=60_000)  # one slider labelled gamma, once the widget shows
     explorer = gamma.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")
     image = explorer.locator("img").first
     readout = gamma.locator(".widget-readout")
@@ -226,7 +226,8 @@ def test_student_release_shows_exercises_without_solutions(page, lab):
     problems_before = len(page.problems)
     notebook = open_notebook(page, lab, "course/release/03_losses/03_losses.ipynb")
     cells = notebook.locator(".jp-Cell")
-    assert cells.count() == len(source.cells)
+    # Lab adds the cells while it renders: wait (retrying) until all of them are on the page.
+    sync_api.expect(cells).to_have_count(len(source.cells), timeout=60_000)
     text = notebook.inner_text()
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     for index in exercises:
