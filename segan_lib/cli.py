@@ -47,7 +47,8 @@ QUICK_PRESET = {"epochs": 8, "batch_size": 8, "size": 64, "base_channels": 8, "d
 DATA_SEED = 0  # SynthShapes train seed (validation: DATA_SEED + 1), fixed so runs share data
 
 
-def _add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+def add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    """The dataset options that ``segan train`` and ``segan eval`` share (``--dataset`` defaults to ``default``)."""
     add = parser.add_argument
     add("--dataset", choices=DATASETS, default=default,
         help="dataset: synth (generated, no files) or a folder layout (see data/README.md)")
@@ -64,12 +65,12 @@ def _add_dataset_options(parser: argparse.ArgumentParser, *, default: str | None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``segan`` parser: sub-commands ``train``, ``eval``, and ``data`` / ``bench`` from their modules."""
+    """The ``segan`` parser: sub-command ``train``, and the others (``eval``, ``predict``, ...) from their modules."""
     parser = argparse.ArgumentParser(prog="segan", description="Train and evaluate segmentation networks.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser("train", help="train a segmentor", description="Train a U-Net with a method and a loss.")
-    _add_dataset_options(train, default="synth")
+    add_dataset_options(train, default="synth")
     add = train.add_argument
     add("--method", choices=METHODS, default="supervised", help="training method (default supervised)")
     add("--loss", choices=tuple(PIXEL_LOSSES), help="pixel loss (default dice_ce)")
@@ -114,19 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
              "softmax: plain self-training, no discriminator)")
     train.set_defaults(func=run_train)
 
-    evaluate = commands.add_parser("eval", help="per-class Dice and IoU of a checkpoint",
-                                   description="Evaluate a checkpoint's segmentor on a dataset split.")
-    evaluate.add_argument("checkpoint", help="a checkpoint written by segan train (last.pt, best.pt)")
-    _add_dataset_options(evaluate, default=None)
-    evaluate.add_argument("--split", choices=("train", "val"), default="val", help="split to score (default val)")
-    evaluate.set_defaults(func=run_eval)
-
     _add_extra_commands(commands)
     return parser
 
 
 # Sub-commands that live next to their code: module -> function(subparsers) that adds them.
-EXTRA_COMMANDS = (("segan_lib.data.export", "add_export_command"),  # segan data export
+EXTRA_COMMANDS = (("segan_lib.evaluate", "add_eval_command"),  # segan eval
+                  ("segan_lib.data.export", "add_export_command"),  # segan data export
                   ("segan_lib.assignments", "add_assignments_command"),  # segan assignments
                   ("segan_lib.experiments.command", "add_experiment_command"),  # segan experiment
                   ("segan_lib.bench", "add_bench_command"),  # segan bench
@@ -151,7 +146,8 @@ def resolve_train_options(args: argparse.Namespace) -> dict[str, object]:
     return {key: preset[key] if value is None else value for key, value in options.items()}
 
 
-def _dataset_options(args: argparse.Namespace, size: int, n: int | None, stored: dict | None = None) -> dict:
+def dataset_options(args: argparse.Namespace, size: int, n: int | None, stored: dict | None = None) -> dict:
+    """The dataset description a checkpoint stores (``meta["dataset"]``): the flags given, else ``stored``'s."""
     stored = stored or {}
     return {
         "name": args.dataset or stored.get("name", "synth"),
@@ -163,7 +159,8 @@ def _dataset_options(args: argparse.Namespace, size: int, n: int | None, stored:
     }
 
 
-def _build_data(options: dict, split: str, device: str):
+def build_data(options: dict, split: str, device: str):
+    """The ``split`` ("train" or "val") of the dataset :func:`dataset_options` describes."""
     from segan_lib.data.registry import build_dataset
 
     dataset = build_dataset(options["name"], options["root"], split, size=options["size"], seed=DATA_SEED,
@@ -175,7 +172,8 @@ def _build_data(options: dict, split: str, device: str):
     return dataset
 
 
-def _class_names(dataset: object, num_classes: int) -> list[str]:
+def dataset_class_names(dataset: object, num_classes: int) -> list[str]:
+    """The ``num_classes`` names :func:`format_scores` prints for ``dataset`` ("class k" where it has none)."""
     names = list(getattr(dataset, "class_names", None) or getattr(dataset, "CLASS_NAMES", ()))
     if num_classes == 2 and getattr(dataset, "binary", False):
         return ["background", "foreground"]
@@ -282,9 +280,9 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     if args.cosine and args.method != "supervised":
         raise ValueError(f"--cosine is only for --method supervised, got --method {args.method}")
-    data_options = _dataset_options(args, opts["size"], opts["n"])
-    train_data = _build_data(data_options, "train", args.device)
-    val_data = _build_data(data_options, "val", args.device)
+    data_options = dataset_options(args, opts["size"], opts["n"])
+    train_data = build_data(data_options, "train", args.device)
+    val_data = build_data(data_options, "val", args.device)
     num_classes = int(train_data.num_classes)
     preprocess = preprocessing_of(train_data)  # what segan predict does to new images (before any split)
     train_data, options, split_meta = _semi_supervised_setup(args, train_data, opts["epochs"], opts["batch_size"])
@@ -312,47 +310,8 @@ def run_train(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         (out / "history.json").write_text(json.dumps(history.to_dict()), encoding="utf-8")
         scores = {key: history.last("val_" + key) for key in ("dice", "iou", "mean_dice", "mean_iou", "pixel_accuracy")}
-        print(format_scores(scores, _class_names(val_data, num_classes)))
+        print(format_scores(scores, dataset_class_names(val_data, num_classes)))
         print(f"checkpoints in {out}; {trainer.step} steps, {time.perf_counter() - started:.1f} s")
-    return 0
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """``segan eval``: rebuild the U-Net from the checkpoint's meta and score a split."""
-    import torch
-
-    from segan_lib.train.checkpoint import CheckpointError, load_checkpoint
-    from segan_lib.train.evaluation import evaluate_segmentation
-    from segan_lib.train.hardware import resolve_amp, resolve_device
-
-    payload = load_checkpoint(args.checkpoint)
-    meta = payload["meta"]
-    model = meta.get("model")
-    if not isinstance(model, dict) or model.get("name") != "unet" or "dataset" not in meta:
-        raise CheckpointError(f"checkpoint {args.checkpoint} has no U-Net and dataset description (meta) to "
-                              "rebuild the model from")
-    stored = meta["dataset"]
-    data_options = _dataset_options(args, stored["size"], args.n or stored.get("n"), stored)
-    data = _build_data(data_options, args.split, args.device)
-    segmentor = build_unet(model)
-    try:
-        segmentor.load_state_dict(payload["strategy"]["nets"]["segmentor"])
-    except (RuntimeError, KeyError) as error:
-        raise CheckpointError(f"checkpoint {args.checkpoint} does not hold this U-Net's weights: {error}") from error
-    device = resolve_device(args.device)
-    segmentor.to(device).eval()
-    amp_dtype = resolve_amp("auto", device)
-
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            return segmentor(images).float()
-
-    num_classes = int(meta.get("num_classes", data.num_classes))
-    scores = evaluate_segmentation(predict, data, num_classes=num_classes, batch_size=args.batch_size or 16,
-                                   device=device, num_workers=args.num_workers, check_images=segmentor.check_input)
-    print(f"checkpoint {args.checkpoint}: method {meta.get('method')}, step {payload['step']}; "
-          f"{args.split} split of {data_options['name']}, {len(data)} images")
-    print(format_scores(scores, _class_names(data, num_classes), "validation" if args.split == "val" else args.split))
     return 0
 
 

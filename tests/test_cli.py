@@ -142,7 +142,7 @@ def _no_data_may_be_built(monkeypatch) -> None:
     def build(*args, **kwargs):
         raise AssertionError("the data was built before the output folder was checked")
 
-    monkeypatch.setattr(cli, "_build_data", build)
+    monkeypatch.setattr(cli, "build_data", build)
 
 
 def test_out_behind_a_file_fails_before_training_naming_the_path(tmp_path, monkeypatch, capsys):

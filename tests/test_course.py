@@ -92,7 +92,7 @@ def test_the_cli_takes_its_threads_from_segan_threads_unless_given(monkeypatch, 
 
     chosen = []
     monkeypatch.setattr(torch, "set_num_threads", chosen.append)
-    monkeypatch.setattr(cli, "_build_data", lambda *args, **kwargs: _stop())  # stop right after the threads
+    monkeypatch.setattr(cli, "build_data", lambda *args, **kwargs: _stop())  # stop right after the threads
     for env, flags, expected in ((None, [], []), ("3", [], [3]), ("3", ["--threads", "2"], [2]),
                                  (None, ["--quick"], [])):
         chosen.clear()
