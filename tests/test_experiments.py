@@ -171,7 +171,8 @@ def test_quick_cli_run_writes_results_figures_and_prints_verdicts(quick_run):
     for runs in results["runs"].values():
         for run in runs.values():
             assert set(run["scores"]["per_class"]) == per_class_keys
-            assert run["steps"] == 36 and run["images_seen"] == 36 * 16 and run["train_seconds"] > 0
+            assert run["steps"] == 36 and run["images_seen"] == 36 * 16
+            assert isinstance(run["train_seconds"], float)  # recorded (its value is not a test: speed is the bench's)
     assert results["verdicts"] == [v.to_dict() for v in verdicts(results)]  # computed from the numbers
     assert {(v["arm"], v["baseline"]) for v in results["verdicts"]} == set(experiment.pairs)
     assert results["figures"] == ["paired_differences.png", "curves.png", "predictions_clean.png",

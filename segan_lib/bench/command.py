@@ -6,11 +6,12 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from segan_lib.bench.rows import DEFAULTS, ROWS, BenchOptions, benchmark_row
+from segan_lib.cli_types import positive_float, positive_int
 from segan_lib.train.hardware import resolve_device
 
 DESCRIPTION = ("Time one training step of the supervised U-Net, SegAN and the hybrid method (fast path and "
@@ -52,17 +53,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind: type) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        try:
-            if kind(text) > 0:
-                return kind(text)
-        except ValueError:
-            pass
-        raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}")
-    return parse
-
-
 def _rows(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in ROWS]
@@ -83,17 +73,17 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     add("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     add("--methods", type=_rows, default=ROWS, metavar="ROWS",
         help=f"comma-separated rows to measure (default all: {','.join(ROWS)})")
-    add("--size", type=_positive(int), help="image height and width (default 128 on CUDA, 64 on CPU)")
-    add("--batch", type=_positive(int), help="images per step (default 128 on CUDA, 8 on CPU)")
-    add("--base-channels", type=_positive(int), help="U-Net channels of the first level (default 64 / 16)")
-    add("--depth", type=_positive(int), help="U-Net down-sampling steps (default 4 / 3)")
-    add("--steps", type=_positive(int), help="timed steps per run (default 20 / 3)")
-    add("--warmup", type=_positive(int), help="untimed steps first, compilation included (default 5 / 1)")
-    add("--repeats", type=_positive(int), help="timed runs; the median is reported (default 3)")
+    add("--size", type=positive_int, help="image height and width (default 128 on CUDA, 64 on CPU)")
+    add("--batch", type=positive_int, help="images per step (default 128 on CUDA, 8 on CPU)")
+    add("--base-channels", type=positive_int, help="U-Net channels of the first level (default 64 / 16)")
+    add("--depth", type=positive_int, help="U-Net down-sampling steps (default 4 / 3)")
+    add("--steps", type=positive_int, help="timed steps per run (default 20 / 3)")
+    add("--warmup", type=positive_int, help="untimed steps first, compilation included (default 5 / 1)")
+    add("--repeats", type=positive_int, help="timed runs; the median is reported (default 3)")
     add("--compile", action=argparse.BooleanOptionalAction, default=None,
         help="torch.compile the fast path (default on CUDA, off on CPU; eager if compiling fails)")
-    add("--peak-tflops", type=_positive(float), help="the device's dense bf16 peak, TFLOP/s (default: built-in table)")
-    add("--threads", type=_positive(int), help="CPU threads of PyTorch (default: PyTorch's own choice)")
+    add("--peak-tflops", type=positive_float, help="the device's dense bf16 peak, TFLOP/s (default: built-in table)")
+    add("--threads", type=positive_int, help="CPU threads of PyTorch (default: PyTorch's own choice)")
     add("--out", help="also write the JSON rows to this file")
 
 
