@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "writing before the run starts")
     add("--resume", nargs="?", const="", metavar="PATH", help="continue from a checkpoint (default OUT/last.pt)")
     add("--seed", type=cli_types.non_negative_int, default=0, help="seed of initialisation and data order (default 0)")
-    add("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA)")
+    add("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA and on CPUs with native bf16; off: the plain fp32 path)")
     add("--compile", action=argparse.BooleanOptionalAction, default=None,
         help="torch.compile the networks (default: on with CUDA, off on the CPU; eager if compiling fails); "
              "--no-compile skips the minute of compilation, e.g. for short runs or debugging")

@@ -212,19 +212,20 @@ def test_evaluate_matches_segmentation_metrics_and_restores_train_mode():
     scores = trainer.evaluate(val)
     assert net.training
     reference = SegmentationMetrics(2)
-    with torch.no_grad():
-        reference.update(net(val.images), val.masks)
+    with torch.no_grad(), trainer.strategy.autocast():  # the engine's numeric path (bf16 on some CPUs)
+        reference.update(net(val.images.contiguous(memory_format=torch.channels_last)).float(), val.masks)
     expected = reference.compute()
     assert torch.equal(scores["dice"], expected["dice"]) and scores["mean_dice"] == expected["mean_dice"]
     with pytest.raises(ValueError, match="num_classes"):
         Trainer(SupervisedStrategy(tiny_net(), ce), PairData(), config=tiny_config()).evaluate(val)
 
 
-def test_device_amp_and_layout_rules():
+def test_device_amp_and_layout_rules(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setenv("SEGAN_CPU_BF16", "0")  # a CPU without native bf16 (tests/test_cpu_fast_path.py: with)
     assert hardware.resolve_amp("auto", cpu) is None and hardware.resolve_amp("auto", cuda) is torch.bfloat16
     assert hardware.resolve_amp("bf16", cpu) is torch.bfloat16 and hardware.resolve_amp("off", cuda) is None
-    assert hardware.use_channels_last(None, cuda) and not hardware.use_channels_last(None, cpu)
+    assert hardware.use_channels_last(None, cuda) and not hardware.use_channels_last(None, cpu, "off")
     assert hardware.use_channels_last(True, cpu)
     assert hardware.resolve_device("cpu") == cpu
     image, mask = hardware.to_device((torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4).long()), cpu, channels_last=True)

@@ -62,7 +62,7 @@ def test_mps_is_a_clear_error_where_it_is_missing(monkeypatch):
 
 def test_an_explicit_channels_last_setting_wins_over_the_device_default():
     assert hardware.use_channels_last(False, CUDA) is False
-    assert hardware.use_channels_last(None, CUDA) is True and hardware.use_channels_last(None, CPU) is False
+    assert hardware.use_channels_last(None, CUDA) is True and hardware.use_channels_last(None, CPU, "off") is False
 
 
 def test_to_device_moves_tensors_keeps_other_items_and_converts_only_4d_tensors():

@@ -8,7 +8,10 @@ One JSON row per line (stdout and ``--out FILE``), each with a *fast* and a *bas
   (``Trainer.train_step``). *fast*: the engine's CUDA default (bf16 autocast, channels_last,
   fused Adam, ``cudnn.benchmark``) compiled unless ``--no-compile`` (eager if compiling fails);
   *baseline*: fp32, NCHW, eager, ``Adam(foreach=False, fused=False)``, ``cudnn.benchmark``
-  off. On the CPU both are fp32, NCHW and eager.
+  off. On the CPU *fast* is the engine's CPU default: channels_last, and bf16 autocast where
+  the CPU computes bf16 natively (``cpu_bf16`` in the row: ``"amx"``, ``"avx512_bf16"`` or null
+  for fp32), eager unless ``--compile``; the baseline is fp32, NCHW and eager.
+  ``device_name`` is the GPU's name, or the CPU's model.
 
 ``--warmup`` untimed steps (compilation happens there), then ``--repeats`` runs of ``--steps``
 steps on one fixed batch on the device, timed with CUDA events (the host synchronises only

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +14,7 @@ from segan_lib.course import seed_everything
 from segan_lib.data.synthetic import SynthShapes
 from segan_lib.models.unet import UNet
 from segan_lib.train import TrainConfig, Trainer, build_strategy
-from segan_lib.train.hardware import to_device
+from segan_lib.train.hardware import cpu_bf16_support, to_device
 
 ROWS: tuple[str, ...] = ("synthshapes", "supervised", "segan", "hybrid")
 NUM_CLASSES, IN_CHANNELS = 4, 3  # SynthShapes defaults: background + 3 shape kinds, RGB
@@ -40,6 +41,18 @@ class BenchOptions:
     repeats: int
     compile: bool
     peak_tflops: float | None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), or ``"cpu"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def _timed(step, opts: BenchOptions, device: torch.device, after_run=lambda: None) -> dict[str, float | None]:
@@ -115,10 +128,12 @@ def measure_method(method: str, opts: BenchOptions) -> dict[str, object]:
 def benchmark_row(name: str, opts: BenchOptions) -> dict[str, object]:
     """One output row: the measurements of ``name`` plus the settings that produced them."""
     cuda = opts.device.type == "cuda"
-    device_name = torch.cuda.get_device_name(opts.device) if cuda else "cpu"
+    device_name = torch.cuda.get_device_name(opts.device) if cuda else cpu_model()
     peak = opts.peak_tflops if opts.peak_tflops is not None else (bf16_peak_tflops(device_name) if cuda else None)
     row: dict[str, object] = {"row": name, "device": str(opts.device), "device_name": device_name,
                               "torch": torch.__version__, "size": opts.size, "batch": opts.batch}
+    if not cuda:
+        row["cpu_bf16"] = cpu_bf16_support()  # how the CPU computes bf16 natively, or None (fast path fp32)
     if name == "synthshapes":
         row.update(measure_synthshapes(opts))
     else:

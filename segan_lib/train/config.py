@@ -37,8 +37,10 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: len(train_data) // batch_size (last partial batch dropped)
     seed: int = 0  # seeds torch/numpy/random at the start and the per-epoch data order
     device: str = "auto"  # "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N", "mps"
-    amp: str = "auto"  # "auto": bf16 autocast on CUDA, off elsewhere; "bf16"; "off"
-    channels_last: bool | None = None  # None: on for CUDA (model and 4-D inputs only)
+    # "auto": bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX-512 BF16), fp32
+    # elsewhere; "bf16" forces it; "off": the plain fp32 path (and NCHW on the CPU)
+    amp: str = "auto"
+    channels_last: bool | None = None  # None: on for CUDA, and on the CPU unless amp="off" (model and 4-D inputs)
     # torch.compile every network: None: on for CUDA, off elsewhere (on a CPU, a course-sized
     # run rarely wins back the minute of compiling); True/False force it. A failed compile
     # falls back to eager mode with a warning.

@@ -16,7 +16,10 @@ The step itself never waits for the GPU: no value is read back to the host until
 logging interval. On CUDA the fast path is the default: bf16 autocast, channels_last, fused
 Adam (``make_adam``), ``torch.compile`` (``TrainConfig.compile``; training and evaluation
 fall back to eager mode the same way, :func:`~segan_lib.train.hardware.with_eager_fallback`)
-and ``torch.backends.cudnn.benchmark = True``.
+and ``torch.backends.cudnn.benchmark = True``. On the CPU: channels_last, and bf16 autocast
+where the CPU computes bf16 natively (:func:`~segan_lib.train.hardware.cpu_bf16_support`);
+``amp="off"`` keeps the plain fp32 NCHW path. The path taken is printed once and stored in
+every checkpoint's ``meta["compute"]``.
 
 Example::
 
@@ -43,8 +46,8 @@ from segan_lib.train.checkpoint import (
 from segan_lib.train.config import TrainConfig, check_resumable
 from segan_lib.train.evaluation import evaluate_segmentation
 from segan_lib.train.hardware import (
-    enable_cudnn_benchmark, place_nets, resolve_amp, resolve_device, to_device, undo_step, use_channels_last,
-    use_compile, with_eager_fallback,
+    announce_compute, describe_compute, enable_cudnn_benchmark, place_nets, resolve_amp, resolve_device, to_device,
+    undo_step, use_channels_last, use_compile, with_eager_fallback,
 )
 from segan_lib.train.history import History, LogAccumulator, TrainingDiverged, diverged, nonfinite_nets
 from segan_lib.train.strategy import Strategy
@@ -97,7 +100,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.cudnn_benchmark = enable_cudnn_benchmark(self.device)
-        self.channels_last = use_channels_last(config.channels_last, self.device)
+        self.channels_last = use_channels_last(config.channels_last, self.device, config.amp)
         self.steps_per_epoch = steps_in_epoch(len(train_data), config.batch_size, config.steps_per_epoch)
         self.batches = TrainBatches(train_data, batch_size=config.batch_size, seed=config.seed,
                                     rank=self.dist.rank, world_size=self.dist.world_size,
@@ -107,6 +110,8 @@ class Trainer:
         place_nets(strategy, self.device, channels_last=self.channels_last, ddp=self.dist.enabled,
                    compile=self.compiled)
         self._compile_proven = self._batch_checked = False
+        if config.progress and self.dist.is_main:
+            announce_compute(self.compute)
 
         self.step = 0  # optimisation steps done
         self.history = History()
@@ -277,7 +282,8 @@ class Trainer:
         if self.dist.is_main:
             train = {**self.config.to_dict(), "steps_per_epoch": self.steps_per_epoch}
             save_checkpoint(path, self.strategy, step=self.step, epoch=self.step // self.steps_per_epoch,
-                            history=self.history.to_dict(), meta=self.meta, train=train)
+                            history=self.history.to_dict(), meta={**self.meta, "compute": self.compute},
+                            train=train)
         if name == "last.pt":
             self._last_checkpoint = (path, self.step)
 
@@ -290,6 +296,11 @@ class Trainer:
         self.step = int(payload["step"])
         self.history = History.from_dict(payload["history"])
         self._last_checkpoint = (path, self.step)
+
+    @property
+    def compute(self) -> dict[str, object]:
+        """The numeric path of this run (``describe_compute``): device, bf16 or fp32, layout, compiled."""
+        return describe_compute(self.device, self.strategy.amp_dtype, self.channels_last, self.compiled)
 
     def _progress_bar(self, total: int):
         from tqdm.auto import tqdm
