@@ -39,12 +39,15 @@ from segan_lib.experiments.results import (
     SCHEMA_VERSION, environment, json_number, read_json, scores_from_metrics, write_atomic, write_json,
 )
 from segan_lib.experiments.spec import Arm, Experiment, Preset
+from segan_lib.experiments.validity import run_validity
 from segan_lib.experiments.verdicts import verdicts
 from segan_lib.losses import get_pixel_loss
 from segan_lib.metrics import logits_to_pred
 from segan_lib.models.unet import UNet
 from segan_lib.train import Strategy, TrainConfig, Trainer, build_strategy
-from segan_lib.train.hardware import resolve_device
+from segan_lib.train.hardware import (
+    announce_compute, describe_compute, resolve_amp, resolve_device, use_channels_last, use_compile,
+)
 
 # The critic's size options of each adversarial method (one place to follow a rename).
 CRITIC_SIZE_OPTIONS = {"segan": ("critic_base_channels", "critic_depth"),
@@ -124,11 +127,13 @@ def execute_run(run: PreparedRun, n_show: int) -> tuple[dict, np.ndarray]:
     images, _ = run.held_out.get_batch(torch.arange(n_show))
     labels = logits_to_pred(trainer.strategy.predict_logits(images.to(trainer.device))).cpu().numpy()
     images_seen = trainer.step * trainer.config.batch_size
+    validity = run_validity(trainer.strategy, history, trainer.step, run.held_out)
     record = {
         "arm": run.arm.name, "seed": run.seed,
         "scores": scores_from_metrics(metrics, list(run.held_out.CLASS_NAMES)),
         "train_seconds": seconds, "images_per_second": images_seen / seconds if seconds > 0 else None,
         "steps": trainer.step, "images_seen": images_seen, "device": str(trainer.device), "torch": torch.__version__,
+        "compute": trainer.compute, **({"validity": validity} if validity is not None else {}),
         "history": {key: [json_number(v) for v in values] for key, values in history.to_dict().items()},
     }
     return record, labels.astype(np.uint8)
@@ -235,6 +240,9 @@ def _run_all(experiment: Experiment, preset: Preset, preset_name: str, seeds: li
     records: dict[str, dict[int, dict]] = {arm.name: {} for arm in experiment.arms}
     labels: dict[str, dict[int, np.ndarray]] = {arm.name: {} for arm in experiment.arms}
     env = environment(device)
+    if progress:
+        announce_compute(describe_compute(device, resolve_amp(preset.amp, device),
+                                          use_channels_last(None, device, preset.amp), use_compile(preset.compile, device)))
     bar = tqdm(total=len(seeds) * len(experiment.arms), desc=experiment.name, unit="run", disable=not progress,
                dynamic_ncols=True)
     try:
@@ -284,7 +292,7 @@ def assemble_results(experiment: Experiment, preset_name: str, preset: Preset, s
                      env: dict, class_names: list[str], records: dict[str, dict[int, dict]], *,
                      complete: bool) -> dict:
     """The ``results.json`` dict of the runs in ``records`` (arm -> seed -> run record), verdicts computed."""
-    keep = ("scores", "train_seconds", "images_per_second", "steps", "images_seen", "device")
+    keep = ("scores", "train_seconds", "images_per_second", "steps", "images_seen", "device", "compute", "validity")
     results = {
         "schema": SCHEMA_VERSION, "experiment": experiment.name, "description": experiment.description,
         "preset": preset_name, "settings": preset.to_dict(), "seeds": seeds,
@@ -293,7 +301,8 @@ def assemble_results(experiment: Experiment, preset_name: str, preset: Preset, s
         "regimes": {name: regime.to_dict() for name, regime in experiment.regimes.items()},
         "arms": {arm.name: {k: v for k, v in arm.to_dict().items() if k != "name"} for arm in experiment.arms},
         "pairs": [list(pair) for pair in experiment.pairs],
-        "runs": {arm: {str(seed): {k: record[k] for k in keep} for seed, record in sorted(per_seed.items())}
+        "runs": {arm: {str(seed): {k: record[k] for k in keep if k in record}
+                       for seed, record in sorted(per_seed.items())}
                  for arm, per_seed in records.items() if per_seed},
         "complete": complete, "verdicts": [], "figures": [],
     }
