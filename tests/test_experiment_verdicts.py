@@ -1,5 +1,5 @@
 """Verdicts from paired intervals: Holm over the primary family, direction by metric, validity flags,
-the null and power simulations."""
+the null and power simulations, and the paired-differences figure."""
 import json
 import math
 
@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from segan_lib.experiments import Arm, Experiment
+from segan_lib.experiments.figures import plot_paired_differences
 from segan_lib.experiments.verdicts import (
     BETTER, NO_EVIDENCE, PRIMARY_METRICS, WORSE, format_verdicts, higher_is_better, verdict_metrics, verdicts,
 )
@@ -284,7 +285,7 @@ def test_a_true_shift_of_three_difference_sds_in_dice_is_found():
     assert found >= 0.9 and not any(row.outcome == WORSE for row in rows)
 
 
-# ----------------------------------------------------------------------------- printed table
+# ----------------------------------------------------------------------------- printed table and figure
 def test_the_table_prints_mean_interval_permutation_p_verdict_and_validity():
     data = with_validity([validity(True, False)] * 4 + [validity(False, True)])
     for s in range(5):
@@ -307,3 +308,28 @@ def test_the_table_prints_mean_interval_permutation_p_verdict_and_validity():
     assert format_verdicts([]) == "no matched pairs to judge"
     flagged = verdicts(with_validity([validity(False, True)] * 5))
     assert "D healthy 0/5!, shortcut 5/5!" in format_verdicts(flagged)
+
+
+def test_the_figure_is_a_grid_readable_at_page_width(tmp_path):
+    metrics = {m: with_p(0.01) for m in ("dice", "iou", "boundary_f1", "hd95", "topology_error")}
+    data = from_differences(**metrics)
+    data["pairs"] += [["base", "adv"]]
+    rows = verdicts(data)
+    fig = plot_paired_differences(rows, "a title")
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 5
+    assert [ax.get_title().split(":")[0] for ax in panels] == ["dice", "boundary_f1", "iou", "hd95", "topology_error"]
+    assert "primary (Holm)" in panels[0].get_title() and "secondary" in panels[2].get_title()
+    assert "lower is better" in panels[3].get_title()
+    width, height = fig.get_size_inches() * 110  # the runner's dpi
+    assert width <= 1400 and len({round(ax.get_position().x0, 3) for ax in panels}) <= 3  # at most 3 per row
+    labels = [t.get_text() for t in panels[0].get_yticklabels()]
+    assert labels == ["adv\nvs base", "base\nvs adv"]
+    fig.savefig(tmp_path / "paired.png", dpi=110)
+    assert (tmp_path / "paired.png").read_bytes()[:4] == b"\x89PNG"
+    one = plot_paired_differences(rows, pairs=[("base", "adv")])
+    assert [t.get_text() for t in one.axes[0].get_yticklabels()] == ["base\nvs adv"]
+    with pytest.raises(ValueError, match="pairs"):
+        plot_paired_differences(rows, pairs=[("adv", "nobody")])
+    with pytest.raises(ValueError, match="rows"):
+        plot_paired_differences([])
