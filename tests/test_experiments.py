@@ -175,6 +175,9 @@ def test_quick_cli_run_writes_results_figures_and_prints_verdicts(quick_run):
             assert isinstance(run["train_seconds"], float)  # recorded (its value is not a test: speed is the bench's)
     assert results["verdicts"] == [v.to_dict() for v in verdicts(results)]  # computed from the numbers
     assert {(v["arm"], v["baseline"]) for v in results["verdicts"]} == set(experiment.pairs)
+    assert results["primary_metrics"] == ["dice", "boundary_f1"] == list(experiment.primary_metrics)
+    assert {v["family"] for v in results["verdicts"] if v["metric"] in ("dice", "boundary_f1")} == {"primary"}
+    assert {v["family"] for v in results["verdicts"] if v["metric"] == "iou"} == {"secondary"}
     assert results["figures"] == ["paired_differences.png", "curves.png", "predictions_clean.png",
                                   "predictions_occluded.png"]
     for name in results["figures"]:
@@ -254,6 +257,10 @@ def test_check_results_names_what_is_missing(quick_run):
     broken = copy.deepcopy(results)
     del broken["environment"]["torch"]
     with pytest.raises(ValueError, match=r"environment lacks \['torch'\]"):
+        check_results(broken)
+    broken = copy.deepcopy(results)
+    del broken["primary_metrics"]
+    with pytest.raises(ValueError, match=r"missing keys \['primary_metrics'\]"):
         check_results(broken)
     broken = copy.deepcopy(results)
     del broken["runs"]["clean/ce"]["1"]

@@ -11,7 +11,9 @@ Modules: :mod:`~segan_lib.experiments.spec` (arms, presets, experiments),
 :mod:`~segan_lib.experiments.labelled` (arms that keep only a fraction of the labels),
 :mod:`~segan_lib.experiments.runner` (paired seeds, resume, results.json),
 :mod:`~segan_lib.experiments.results` (the results.json layout and its checks),
-:mod:`~segan_lib.experiments.verdicts` (the verdict rule), :mod:`~segan_lib.experiments.figures`,
+:mod:`~segan_lib.experiments.verdicts` (the verdict rule: paired t intervals, Holm over the primary
+metrics), :mod:`~segan_lib.experiments.statistics` (t distribution, sign flips, Holm),
+:mod:`~segan_lib.experiments.figures`,
 the experiments :mod:`~segan_lib.experiments.adversarial`, :mod:`~segan_lib.experiments.losses` and
 :mod:`~segan_lib.experiments.semi`
 (:mod:`~segan_lib.experiments.registry` lists them) and :mod:`~segan_lib.experiments.command`

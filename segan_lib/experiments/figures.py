@@ -1,7 +1,7 @@
 """The figures of an experiment run, as matplotlib Figures (the runner saves them as PNG).
 
-* :func:`plot_paired_differences`: per metric, each pair's ``arm - baseline`` on every seed
-  (one dot per seed, a bar at their mean, a line at zero) and the computed verdict.
+* :func:`plot_paired_differences`: a grid of panels, one per metric: each pair's ``arm - baseline``
+  on every seed (one dot per seed), their mean and its interval, coloured by the computed verdict.
 * :func:`plot_player_curves`: per arm, the training loss of each player (segmentor, and the
   critic or discriminator of an adversarial arm), one thin line per seed.
 * :func:`plot_predictions`: a few held-out images, their truth and each arm's prediction.
@@ -19,48 +19,97 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from segan_lib.experiments.results import write_atomic
 from segan_lib.experiments.spec import Experiment, Preset
-from segan_lib.experiments.verdicts import BETTER, WORSE, Verdict, verdicts
+from segan_lib.experiments.verdicts import BETTER, PRIMARY, WORSE, Verdict, higher_is_better, verdicts
 from segan_lib.viz.segmentation import denormalize, overlay
 
 PLAYER_KEYS = ("loss_segmentor", "loss_critic", "loss_discriminator")  # the game's two players
 OUTCOME_COLOURS = {BETTER: "tab:green", WORSE: "tab:red"}  # anything else: grey
 
 
-def plot_paired_differences(rows: Sequence[Verdict], title: str = "") -> Figure:
-    """One panel per metric: for each pair, the paired differences ``arm - baseline`` per seed.
+def _pair_label(arm: str, baseline: str, shortcut: bool) -> str:
+    """Two lines for the y axis: the arm, then what it is compared with (and a shortcut flag)."""
+    return f"{arm}\nvs {baseline}" + ("  [shortcut]" if shortcut else "")
 
-    ``rows``: the verdicts of :func:`~segan_lib.experiments.verdicts.verdicts`. Dots are
-    seeds, the short bar their mean; green when the arm beats its baseline on every seed,
-    red when the baseline does, grey otherwise. The panel title says which way is better.
+
+def plot_paired_differences(rows: Sequence[Verdict], title: str = "", *,
+                            pairs: Sequence[tuple[str, str]] | None = None) -> Figure:
+    """A grid of panels, one per metric (primaries first, at most 2 per row): each pair's
+    paired differences ``arm - baseline``, its mean and its interval, coloured by the verdict.
+
+    ``rows``: the verdicts of :func:`~segan_lib.experiments.verdicts.verdicts`. ``pairs``:
+    the ``(arm, baseline)`` pairs to show, in that order (default: all of ``rows``). In each
+    panel a pair is one line: dots are its seeds, the diamond their mean, the bar the interval
+    at the confidence printed on the right (primaries: Holm's level; secondaries: 95 %);
+    green when the verdict is "better", red "worse", grey "no evidence of a difference". The
+    vertical line is zero. Sized to stay readable at page width (about 9 inches wide).
     """
     if not rows:
         raise ValueError("rows must hold at least one verdict (an experiment with matched pairs)")
-    metrics = list(dict.fromkeys(v.metric for v in rows))
-    pairs = list(dict.fromkeys((v.arm, v.baseline) for v in rows))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.0, 0.9 * len(pairs) + 1.5) * len(metrics), 3.8),
-                             squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for x, pair in enumerate(pairs):
+    known = list(dict.fromkeys((v.arm, v.baseline) for v in rows))
+    if pairs is None:
+        pairs = known
+    else:
+        pairs = [tuple(pair) for pair in pairs]
+        unknown = [pair for pair in pairs if pair not in known]
+        if not pairs or unknown:
+            raise ValueError(f"pairs must be a non-empty list of (arm, baseline) pairs of the verdicts {known}, "
+                             f"got {unknown or pairs!r}")
+    rows = [v for v in rows if (v.arm, v.baseline) in pairs]
+    metrics = list(dict.fromkeys([v.metric for v in rows if v.family == PRIMARY]
+                                 + [v.metric for v in rows if v.family != PRIMARY]))
+    n_cols = min(2, len(metrics))
+    n_rows = -(-len(metrics) // n_cols)
+    panel_height = 0.42 * len(pairs) + 1.0
+    legend_height = 0.8 if n_cols > 1 else 1.0
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(6.0, 4.5 * n_cols), panel_height * n_rows + legend_height),
+                             squeeze=False, sharey=True)
+    shortcut = {(v.arm, v.baseline): v.shortcut for v in rows}
+    for index, (ax, metric) in enumerate(zip(axes.flat, metrics)):
+        family = PRIMARY
+        for y, pair in enumerate(pairs):
             verdict = next((v for v in rows if v.metric == metric and (v.arm, v.baseline) == pair), None)
             if verdict is None or not verdict.differences:
                 continue
+            family = verdict.family
             colour = OUTCOME_COLOURS.get(verdict.outcome, "tab:grey")
             values = np.array(verdict.differences, dtype=float)
-            ax.scatter(np.full(len(values), x), values, color=colour, s=18, zorder=3)
-            if not math.isnan(verdict.mean):
-                ax.hlines(verdict.mean, x - 0.25, x + 0.25, color=colour, linewidth=2)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(pairs)), [f"{arm}\n- {base}" for arm, base in pairs], rotation=60, ha="right",
-                      fontsize=7)
-        better = "higher" if next(v for v in rows if v.metric == metric).higher_is_better else "lower"
-        ax.set_title(f"{metric} ({better} is better)", fontsize=9)
-        ax.set_ylabel("arm - baseline")
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(values, y + jitter, color=colour, s=14, alpha=0.6, zorder=3, linewidths=0)
+            low, high = verdict.interval
+            if not math.isnan(low):
+                ax.errorbar(verdict.mean, y, xerr=[[verdict.mean - low], [high - verdict.mean]], fmt="D",
+                            color=colour, markersize=5, capsize=3, linewidth=1.6, zorder=4)
+                ax.annotate(f"{100 * verdict.confidence:.4g}%", (1.0, y), xycoords=("axes fraction", "data"),
+                            xytext=(3, 0), textcoords="offset points", va="center", fontsize=7, color="0.35")
+            elif not math.isnan(verdict.mean):
+                ax.plot(verdict.mean, y, "D", color=colour, markersize=5, zorder=4)
+        ax.axvline(0.0, color="0.2", linewidth=1.0, zorder=2)
+        ax.grid(axis="x", color="0.9", linewidth=0.6)
+        ax.set_ylim(len(pairs) - 0.5, -0.5)  # first pair on top
+        ax.set_yticks(range(len(pairs)), [_pair_label(a, b, shortcut.get((a, b), False)) for a, b in pairs],
+                      fontsize=8)
+        ax.tick_params(axis="y", labelleft=index % n_cols == 0, length=0)  # pair names once per row
+        better = "higher" if higher_is_better(metric) else "lower"
+        kind = "primary (Holm)" if family == PRIMARY else "secondary, uncorrected"
+        ax.set_title(f"{metric}: {better} is better\n{kind}", fontsize=9)
+        ax.set_xlabel("arm - baseline", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles = [Line2D([], [], color=colour, marker="D", markersize=5, label=label)
+               for label, colour in (("better", "tab:green"), ("worse", "tab:red"),
+                                     ("no evidence of a difference", "tab:grey"))]
+    handles.append(Line2D([], [], color="0.5", marker="o", linestyle="", alpha=0.6, markersize=4,
+                          label="one seed"))
+    fig.legend(handles=handles, loc="lower center", ncol=4 if n_cols > 1 else 2, fontsize=8, frameon=False,
+               title="diamond: mean difference, bar: its interval at the confidence on the right", title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (legend_height - 0.2) / fig.get_figheight(), 1, 1))
     return fig
 
 

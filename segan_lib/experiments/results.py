@@ -2,7 +2,7 @@
 
 Layout (every number a float, NaN written as ``null``)::
 
-    {"schema": 1, "experiment": "adversarial", "description": "...", "preset": "quick",
+    {"schema": 2, "experiment": "adversarial", "description": "...", "preset": "quick",
      "settings": {<Preset fields>}, "seeds": [0, 1], "held_out_seed": 999,
      "command": "segan experiment adversarial --preset quick --seeds 2 --out runs/x",
      "environment": {"date", "torch", "python", "platform", "cpu_count", "torch_threads",
@@ -10,7 +10,7 @@ Layout (every number a float, NaN written as ``null``)::
      "class_names": ["background", "disc", ...],
      "regimes": {name: {"description", "noise_std", "occluders"}},
      "arms": {name: {"method", "loss", "loss_options", "options", "regime", "baseline"}},
-     "pairs": [[arm, baseline], ...],
+     "pairs": [[arm, baseline], ...], "primary_metrics": ["dice", "boundary_f1"],
      "runs": {arm: {"<seed>": {"scores": {"per_class": {metric: {class: value}},
                                          "mean": {metric: value}, "overall": {name: value}},
                               "train_seconds", "images_per_second", "steps", "images_seen",
@@ -38,9 +38,10 @@ from pathlib import Path
 
 import torch
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: primary_metrics, and verdicts with paired t intervals, Holm and permutation p-values
 REQUIRED_KEYS = ("schema", "experiment", "description", "preset", "settings", "seeds", "held_out_seed", "command",
-                 "environment", "class_names", "regimes", "arms", "pairs", "runs", "complete", "verdicts", "figures")
+                 "environment", "class_names", "regimes", "arms", "pairs", "primary_metrics", "runs", "complete",
+                 "verdicts", "figures")
 ENVIRONMENT_KEYS = ("date", "torch", "python", "platform", "cpu_count", "torch_threads", "device", "device_name")
 RUN_KEYS = ("scores", "train_seconds", "images_per_second", "steps", "images_seen", "device")
 

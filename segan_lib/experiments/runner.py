@@ -300,7 +300,7 @@ def assemble_results(experiment: Experiment, preset_name: str, preset: Preset, s
         "class_names": class_names,
         "regimes": {name: regime.to_dict() for name, regime in experiment.regimes.items()},
         "arms": {arm.name: {k: v for k, v in arm.to_dict().items() if k != "name"} for arm in experiment.arms},
-        "pairs": [list(pair) for pair in experiment.pairs],
+        "pairs": [list(pair) for pair in experiment.pairs], "primary_metrics": list(experiment.primary_metrics),
         "runs": {arm: {str(seed): {k: record[k] for k in keep if k in record}
                        for seed, record in sorted(per_seed.items())}
                  for arm, per_seed in records.items() if per_seed},

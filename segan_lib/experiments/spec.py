@@ -178,7 +178,9 @@ class Experiment:
     seed ``s`` use seed ``s``, so no seed may equal it). Checks: arm names distinct, each
     arm's regime known, each baseline an arm of the same regime and labelled fraction and not
     itself, and every labelled fraction leaves each preset a batch of labelled and of unlabelled
-    images.
+    images. ``primary_metrics``: the pre-registered primary family of every pair's verdicts
+    (Holm-corrected together; the other metrics are secondary, see
+    :mod:`segan_lib.experiments.verdicts`), a non-empty tuple of metric names.
     """
 
     name: str
@@ -187,6 +189,7 @@ class Experiment:
     presets: Mapping[str, Preset]
     regimes: Mapping[str, Regime] = field(default_factory=lambda: {"standard": Regime("clean SynthShapes")})
     held_out_seed: int = 999
+    primary_metrics: tuple[str, ...] = ("dice", "boundary_f1")
 
     def __post_init__(self) -> None:
         if not _NAME_PART.match(str(self.name)):
@@ -216,6 +219,10 @@ class Experiment:
             for fraction in sorted({a.labelled_fraction for a in self.arms if a.labelled_fraction is not None}):
                 check_split_fits(preset, fraction, f"preset {name!r}")
         _check_int("held_out_seed", self.held_out_seed, 0)
+        primary = self.primary_metrics
+        if not isinstance(primary, tuple) or not primary or not all(isinstance(m, str) and m for m in primary) \
+                or len(set(primary)) != len(primary):
+            raise ValueError(f"primary_metrics must be a non-empty tuple of distinct metric names, got {primary!r}")
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
