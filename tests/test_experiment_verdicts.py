@@ -203,7 +203,7 @@ def with_validity(checks, dice=(0.05, 0.06, 0.07, 0.05, 0.06)):
 def test_validity_summarises_the_arm_runs_and_flags_the_sentence():
     shortcut = verdicts(with_validity([validity(True, True), validity(True, True), validity(False, True),
                                        validity(True, False), validity(True, None)]))[0]
-    assert shortcut.validity == {"runs": 5, "unhealthy": 1, "shortcut": 3} and shortcut.shortcut
+    assert shortcut.validity == {"runs": 5, "unhealthy": 1, "health_unknown": 0, "shortcut": 3} and shortcut.shortcut
     assert shortcut.sentence == ("adv better than base -- shortcut run(s) (3 of 5): the discriminator preferred hard "
                                  "predictions to soft truth, so the adversarial term tested softness, not shape")
     overpowered = verdicts(with_validity([validity(False, False)] * 3 + [validity(True, False)] * 2,
@@ -214,7 +214,11 @@ def test_validity_summarises_the_arm_runs_and_flags_the_sentence():
     assert both.sentence.endswith("not shape -- discriminator overpowered in 5 of 5 runs")
     half = verdicts(with_validity([validity(False, True), validity(False, True), validity(True, False),
                                    validity(True, False)], dice=(0.05, 0.06, 0.07, 0.05)))[0]
-    assert half.validity == {"runs": 4, "unhealthy": 2, "shortcut": 2} and half.sentence == "adv better than base"
+    assert half.validity == {"runs": 4, "unhealthy": 2, "health_unknown": 0, "shortcut": 2}
+    assert half.sentence == "adv better than base"
+    critic = verdicts(with_validity([validity(None, False, "critic")] * 5))[0]  # SegAN: no health reading
+    assert critic.validity["health_unknown"] == 5 and critic.validity["unhealthy"] == 0 and not critic.overpowered
+    assert format_verdicts([critic]).count("D health n/a") == 1
     supervised = verdicts(with_validity([None] * 5))[0]
     assert supervised.validity is None and supervised.to_dict()["validity"] is None
 
@@ -228,7 +232,7 @@ def test_to_dict_has_exactly_the_published_schema():
     assert record["sd"] == pytest.approx(np.std([0.05, 0.06, 0.07, 0.05, 0.06], ddof=1))
     assert record["min"] == pytest.approx(0.05) and record["max"] == pytest.approx(0.07)
     assert record["verdict"] == row.sentence and record["outcome"] == BETTER and record["confidence"] == 0.95
-    assert record["validity"] == {"runs": 5, "unhealthy": 0, "shortcut": 0}
+    assert record["validity"] == {"runs": 5, "unhealthy": 0, "health_unknown": 0, "shortcut": 0}
     assert json.loads(json.dumps(record, allow_nan=False)) == record  # plain JSON, stored as is
 
 

@@ -39,7 +39,7 @@ permutation p beside it says how many seeds back that).
 
 Validity: an adversarial arm's run records carry ``"validity"`` (the discriminator's health
 and a shortcut probe, judged where the runs are made). A verdict summarises its arm's runs
-over the paired seeds as ``{"runs": n, "unhealthy": k, "shortcut": j}``; when more than half
+over the paired seeds as ``{"runs": n, "unhealthy": k, "health_unknown": u, "shortcut": j}``; when more than half
 the runs took a shortcut or had an overpowered discriminator, the sentence says so.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Verdict:
     ``t_p_value`` and ``permutation_p``: two-sided, uncorrected; ``p_holm`` and
     ``permutation_p_holm``: their Holm adjustments over the primary family (NaN for
     secondaries). ``outcome``: ``"better"``, ``"worse"`` or ``"no evidence of a difference"``.
-    ``validity``: ``{"runs", "unhealthy", "shortcut"}`` counts of the arm's runs, or None.
+    ``validity``: ``{"runs", "unhealthy", "health_unknown", "shortcut"}`` counts of the arm's runs, or None.
     """
 
     arm: str
@@ -192,14 +192,16 @@ def primary_family(results: Mapping[str, object], metrics: Sequence[str] = ()) -
 
 
 def summarise_validity(runs: Sequence[Mapping[str, object]]) -> dict[str, int] | None:
-    """``{"runs": n, "unhealthy": k, "shortcut": j}`` over the run records that carry ``"validity"``
-    (k: health says not healthy; j: the probe found a shortcut), or None when none does."""
+    """``{"runs": n, "unhealthy": k, "health_unknown": u, "shortcut": j}`` over the run records that carry
+    ``"validity"`` (k: health says not healthy; u: no health reading, e.g. SegAN's critic, which has no
+    accuracy; j: the probe found a shortcut), or None when none does."""
     checks = [run["validity"] for run in runs if run.get("validity") is not None]
     if not checks:
         return None
-    unhealthy = sum(1 for c in checks if c.get("health") is not None and not c["health"]["healthy"])
+    unhealthy = sum(1 for c in checks if (c.get("health") or {}).get("healthy") is False)
+    unknown = sum(1 for c in checks if (c.get("health") or {}).get("healthy") is None)
     shortcut = sum(1 for c in checks if c.get("probe") is not None and c["probe"]["shortcut"])
-    return {"runs": len(checks), "unhealthy": unhealthy, "shortcut": shortcut}
+    return {"runs": len(checks), "unhealthy": unhealthy, "health_unknown": unknown, "shortcut": shortcut}
 
 
 def _decide(differences: tuple[float, ...], metric: str, confidence: float) -> tuple[str, tuple[float, float]]:
@@ -277,7 +279,9 @@ def _validity_cell(v: Verdict) -> str:
     if v.validity is None:
         return "-"
     runs, unhealthy, shortcut = v.validity["runs"], v.validity["unhealthy"], v.validity["shortcut"]
-    return (f"D healthy {runs - unhealthy}/{runs}{'!' if v.overpowered else ''}, "
+    unknown = v.validity.get("health_unknown", 0)
+    health = "D health n/a" if unknown == runs else f"D healthy {runs - unhealthy - unknown}/{runs}"
+    return (f"{health}{'!' if v.overpowered else ''}, "
             f"shortcut {shortcut}/{runs}{'!' if v.shortcut else ''}")
 
 
