@@ -123,9 +123,12 @@ def test_losses_experiment_pairs_every_loss_with_cross_entropy():
     losses = get_experiment("losses")
     assert [arm.name for arm in losses.arms] == ["CE", "Dice", "Dice+CE", "focal_g=2", "focal_g=4"]
     assert losses.pairs == [(name, "CE") for name in ("Dice", "Dice+CE", "focal_g=2", "focal_g=4")]
-    adversarial = get_experiment("adversarial")
-    assert adversarial.pairs == [(f"{r}/{a}", f"{r}/{b}") for r in ("clean", "occluded")
-                                 for a, b in (("ce+hybrid", "ce"), ("dice+segan", "dice"))]
+    adversarial = get_experiment("adversarial")  # the pre-registered dose-response design
+    hybrid = [(f"ce+hybrid-{e}-{lam}", "ce") for e in ("basic", "product") for lam in ("0.0001", "0.001", "0.01", "0.1")]
+    segan = [(f"dice+segan-{w}", "dice") for w in ("0.1", "1")]
+    assert adversarial.pairs == [(f"{r}/{a}", f"{r}/{b}") for r in ("clean", "occluded") for a, b in hybrid + segan]
+    assert adversarial.primary_metrics == ("dice", "boundary_f1")
+    assert adversarial.presets["reference"].seeds >= 5 and adversarial.presets["reference"].curve_every > 0
 
 
 def test_scores_are_generic_over_the_metrics_the_evaluation_returns():
@@ -171,15 +174,23 @@ def test_quick_cli_run_writes_results_figures_and_prints_verdicts(quick_run):
     for runs in results["runs"].values():
         for run in runs.values():
             assert set(run["scores"]["per_class"]) == per_class_keys
-            assert run["steps"] == 36 and run["images_seen"] == 36 * 16
+            quick = experiment.preset("quick")
+            steps = quick.epochs * (quick.n_train // quick.batch_size)
+            assert run["steps"] == steps and run["images_seen"] == steps * quick.batch_size
             assert isinstance(run["train_seconds"], float)  # recorded (its value is not a test: speed is the bench's)
     assert results["verdicts"] == [v.to_dict() for v in verdicts(results)]  # computed from the numbers
     assert {(v["arm"], v["baseline"]) for v in results["verdicts"]} == set(experiment.pairs)
     assert results["primary_metrics"] == ["dice", "boundary_f1"] == list(experiment.primary_metrics)
     assert {v["family"] for v in results["verdicts"] if v["metric"] in ("dice", "boundary_f1")} == {"primary"}
     assert {v["family"] for v in results["verdicts"] if v["metric"] == "iou"} == {"secondary"}
-    assert results["figures"] == ["paired_differences.png", "curves.png", "predictions_clean.png",
+    assert results["figures"] == ["paired_differences.png", "curves.png", "dose_response.png", "predictions_clean.png",
                                   "predictions_occluded.png"]
+    adversarial_runs = [run for arm in experiment.arms if arm.method != "supervised"
+                        for run in results["runs"][arm.name].values()]
+    assert all({"health", "probe"} <= set(run["validity"]) for run in adversarial_runs)
+    assert all("validity" not in run for arm in experiment.arms if arm.method == "supervised"
+               for run in results["runs"][arm.name].values())
+    assert "shortcut" in printed and "interval" in printed  # the validity checks beside the intervals
     for name in results["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.tmp"))  # every file written through a rename
@@ -224,7 +235,7 @@ def test_a_second_invocation_trains_nothing(quick_run, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_resume_trains_only_the_missing_run_and_matches_the_unbroken_one(quick_run, tmp_path, monkeypatch):
     out = copy_of(quick_run, tmp_path)
-    missing = out / "runs" / "occluded" / "ce+hybrid" / "seed1.json"
+    missing = out / "runs" / "occluded" / "ce+hybrid-basic-0.1" / "seed1.json"
     unbroken = read_json(missing)
     missing.unlink()
     trained, real = [], runner.execute_run
@@ -234,10 +245,10 @@ def test_resume_trains_only_the_missing_run_and_matches_the_unbroken_one(quick_r
         return real(run, n_show)
     monkeypatch.setattr(runner, "execute_run", counting)
     results = run_experiment("adversarial", "quick", seeds=2, out=out, device="cpu", progress=False)
-    assert trained == [("occluded/ce+hybrid", 1)]
+    assert trained == [("occluded/ce+hybrid-basic-0.1", 1)]
     resumed = read_json(missing)
     assert resumed["scores"] == unbroken["scores"] and resumed["history"] == unbroken["history"]
-    assert results["runs"]["occluded/ce+hybrid"]["1"]["scores"] == unbroken["scores"]
+    assert results["runs"]["occluded/ce+hybrid-basic-0.1"]["1"]["scores"] == unbroken["scores"]
 
 
 @pytest.mark.slow

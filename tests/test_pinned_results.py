@@ -18,8 +18,12 @@ PINNED = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "results").
 def test_pinned_results_keep_their_schema_and_a_command_that_parses(path):
     results = read_json(path)
     check_results(results)
-    assert results["complete"], f"{path} holds an unfinished run"
-    assert len(results["seeds"]) >= 3, "pinned results come from at least 3 paired seeds"
+    # A reference run takes hours and is committed run by run as it goes: an unfinished one says so
+    # (complete: false, and the notebooks label it), and holds only runs of the seeds it lists.
+    assert len(results["seeds"]) >= 5, "pinned results come from at least 5 paired seeds"
+    assert all(set(runs) <= {str(s) for s in results["seeds"]} for runs in results["runs"].values())
+    if results["complete"]:
+        assert all(len(runs) == len(results["seeds"]) for runs in results["runs"].values())
     args = cli.build_parser().parse_args(shlex.split(results["command"])[1:])
     assert (args.command, args.name, args.preset) == ("experiment", results["experiment"], results["preset"])
     seeds = list(range(args.seeds)) if isinstance(args.seeds, int) else args.seeds

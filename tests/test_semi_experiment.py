@@ -1,7 +1,7 @@
 """Experiment ``semi``: arms and matched baselines per labelled fraction, the same split, weights and
 batches for every arm of a seed, and one tiny run of ``segan experiment semi``.
 
-The run uses a preset far smaller than ``quick`` (16x16 images, a 4-channel U-Net, 16 steps per
+The run uses a preset far smaller than ``quick`` (16x16 images, a 4-channel U-Net, 32 steps per
 arm, 2 seeds), run once per module.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from segan_lib.experiments import (
 )
 from segan_lib.experiments.semi import CRITIC_LR, FRACTIONS, SEMI, SOFTMAX_THRESHOLD
 
-TINY = Preset(size=16, num_classes=2, n_train=32, n_eval=4, epochs=1, batch_size=2, base_channels=4, depth=1,
+TINY = Preset(size=16, num_classes=2, n_train=64, n_eval=4, epochs=1, batch_size=2, base_channels=4, depth=1,
               lr=1e-2, critic_base_channels=4, critic_depth=1, batch_norm=False, log_every=4, n_show=2)
 KINDS = ("labelled-only", "adv", "adv+semi", "self-training")
 
@@ -34,7 +34,11 @@ def by_kind(fraction) -> dict[str, Arm]:
 # ----------------------------------------------------------------------------- arms and pairs
 def test_each_fraction_has_the_four_arms_against_its_own_labelled_only_baseline():
     assert get_experiment("semi") is SEMI
-    assert len(SEMI.arms) == len(KINDS) * len(FRACTIONS)
+    assert len(SEMI.arms) == len(KINDS) * len(FRACTIONS) + 1  # + all labels, the ceiling
+    assert [float(f) for f in FRACTIONS] == [1 / 32, 1 / 8, 1 / 4, 1 / 2]
+    ceiling = SEMI.arm("full/labelled-only")
+    assert (ceiling.method, ceiling.labelled_fraction, ceiling.baseline) == ("supervised", None, None)
+    assert SEMI.presets["reference"].seeds >= 5 and SEMI.presets["reference"].curve_every > 0
     for fraction in FRACTIONS:
         arms = by_kind(fraction)
         assert tuple(arms) == KINDS
@@ -64,8 +68,8 @@ def test_arms_with_a_labelled_fraction_are_checked():
     base = Arm("base", labelled_fraction=0.25)
     with pytest.raises(ValueError, match="baseline of arm 'semi' must have its labelled_fraction 0.5, got 'base'"):
         Experiment("x", "x", (base, Arm("semi", "semi", baseline="base", labelled_fraction=0.5)), {"quick": TINY})
-    with pytest.raises(ValueError, match="preset 'quick': labelled_fraction 0.0625 of n_train=32 gives 2 labelled"):
-        Experiment("x", "x", (Arm("a", labelled_fraction=0.0625),), {"quick": dataclasses.replace(TINY, batch_size=4)})
+    with pytest.raises(ValueError, match="preset 'quick': labelled_fraction 0.0625 of n_train=64 gives 4 labelled"):
+        Experiment("x", "x", (Arm("a", labelled_fraction=0.0625),), {"quick": dataclasses.replace(TINY, batch_size=8)})
     assert "labelled_fraction" not in Arm("full").to_dict()  # fully labelled arms keep their old fingerprint
     assert Arm("part", labelled_fraction=0.25).to_dict()["labelled_fraction"] == 0.25
 
@@ -125,7 +129,10 @@ def test_tiny_run_writes_results_with_a_verdict_for_every_pair(tiny_run):
     assert results["experiment"] == "semi" and results["complete"] and results["seeds"] == [0, 1]
     assert results["settings"] == TINY.to_dict()
     assert set(results["runs"]) == {arm.name for arm in SEMI.arms}
-    assert results["arms"]["1_16/adv+semi"]["labelled_fraction"] == 0.0625
+    assert results["arms"]["1_32/adv+semi"]["labelled_fraction"] == 0.03125
+    curve = results["label_curve"]  # the labelled-only curve, up to the full-label ceiling
+    assert curve["fractions"] == [1 / 32, 1 / 8, 1 / 4, 1 / 2, 1.0] and curve["arms"][-1] == "full/labelled-only"
+    assert len(curve["steps"]) == 4 and "label_curve.png" in results["figures"]
     steps = {run["steps"] for runs in results["runs"].values() for run in runs.values()}
     assert steps == {TINY.epochs * TINY.n_train // TINY.batch_size}  # the same number of updates everywhere
     assert results["verdicts"] == [v.to_dict() for v in verdicts(results)]
@@ -143,6 +150,6 @@ def test_tiny_run_writes_results_with_a_verdict_for_every_pair(tiny_run):
 
 
 def test_the_pinned_results_command_parses():
-    command = "segan experiment semi --preset reference --seeds 3 --out notebooks/results/semi"
+    command = "segan experiment semi --preset reference --seeds 5 --out notebooks/results/semi"
     args = cli.build_parser().parse_args(shlex.split(command)[1:])
-    assert (args.name, args.preset, args.seeds, args.out) == ("semi", "reference", 3, "notebooks/results/semi")
+    assert (args.name, args.preset, args.seeds, args.out) == ("semi", "reference", 5, "notebooks/results/semi")

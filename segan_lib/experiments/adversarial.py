@@ -1,43 +1,69 @@
-"""Experiment ``adversarial``: does an adversarial term help a segmentor, against matched baselines?
+"""Experiment ``adversarial``: when does an adversarial term help a segmentor? A dose-response study.
 
-Matched pairs: each adversarial arm is compared with the supervised arm that has **the same
-pixel loss**, the same U-Net, the same initial weights, the same batches in the same order and
-the same segmentor optimiser (Adam at the same learning rate, betas (0.9, 0.999) for both);
-the adversarial term is the only difference.
+**Pre-registered design** (written before the reference run; the reasons come from an earlier,
+flawed version of this experiment, whose discriminator won within 20 steps by judging how soft
+a label map is rather than its shape, at a weight 1,000x heavier than Luc et al.'s).
 
-* ``ce`` vs ``ce+hybrid``: cross-entropy alone vs cross-entropy + ``lambda_adv`` x the
-  non-saturating adversarial term of Luc et al. (arXiv 1611.08408, NeurIPS 2016 workshop),
-  image-level discriminator, "basic" encoding, ``lambda_adv = 0.1``. (At 0.01 the
-  adversarial part of the gradient is about a hundredth of the pixel part at the start, too
-  small to expect any change; at 0.1 it is large enough to matter and still below the pixel
-  loss.)
-* ``dice`` vs ``dice+segan``: soft Dice alone vs soft Dice + SegAN's multi-scale L1 loss
-  ``l_mae`` (Xue et al., Neuroinformatics 2018), critic weights clipped to [-0.05, 0.05] as
-  in the authors' code. The soft Dice term is the ``pixel_loss`` of ``SeganStrategy``.
+Matched pairs: each adversarial arm is compared with the supervised arm of **the same pixel
+loss**: the same U-Net, the same initial weights, the same batches in the same order and the
+same segmentor optimiser (Adam at the preset's rate, betas (0.9, 0.999)); the adversarial term
+is the only difference.
 
-Each pair is run in two regimes, chosen before any run:
+* ``ce`` vs ``ce+hybrid-<encoding>-<lambda>``: cross-entropy alone vs cross-entropy +
+  ``lambda_adv`` x the non-saturating adversarial term of Luc, Couprie, Chintala and Verbeek
+  (arXiv 1611.08408, NeurIPS 2016 workshop) with an image-level discriminator, at four weights
+  ``lambda_adv`` in {1e-4, 1e-3, 1e-2, 1e-1} (three orders of magnitude: the dose) and two
+  encodings of the label map: ``basic`` (image and class maps stacked) and ``product`` (each
+  class map times the image), which hides part of the one-hot-vs-soft cue. ``scaling`` is left
+  out: it keeps at least 0.9 on the true class of the truth, so a discriminator still tells the
+  soft prediction from it by its values (measured in the earlier version; the shortcut probe
+  below checks whatever encoding is used).
+* ``dice`` vs ``dice+segan-<w>``: soft Dice alone vs soft Dice + ``w`` x SegAN's multi-scale L1
+  loss ``l_mae`` (Xue et al., Neuroinformatics 2018), ``w`` in {0.1, 1}, critic weights clipped
+  to [-0.05, 0.05] as in the authors' code.
+
+**The scale of lambda.** Luc et al.'s multi-class term (their eq. 1) is a *sum* over the
+``H x W`` pixels, against one image-level BCE; the library's cross-entropy is a pixel *mean*.
+The same number is therefore ``H * W`` times heavier here: at 32 x 32 pixels, ``lambda_adv =
+1e-4`` on the mean is ``0.1024`` on Luc et al.'s summed scale, and ``1e-1`` is ``102.4``
+(:func:`luc_scale`). Hung et al. (BMVC 2018) use 0.01 on a mean cross-entropy, in the middle of
+the range.
+
+**The discriminator** is trained as Hung et al. train theirs: Adam at 1e-4, betas (0.9, 0.99);
+an image-level discriminator of 8-32 channels (three strided layers). SegAN's critic: Adam at
+the segmentor's rate with DCGAN's betas (0.5, 0.999), as the course's SegAN default.
+
+**Regimes**, both for every pair:
 
 * ``clean``: SynthShapes as it is.
 * ``occluded``: the same scenes with strong pixel noise (standard deviation 0.7 on images of
   unit variance) and two solid squares (20-35 % of the image side) painted over each image,
-  while the masks still cover the whole of every shape. Why this regime: a pixel loss scores
-  every pixel on its own, so noise leaves isolated speckles of the wrong class and an occluder
-  leaves a hole or a bite in a shape, and nothing in the loss tells the network that true
-  shapes are solid, hole-free blobs with straight or round edges. A critic that has seen true
-  label maps can tell speckled, holed maps from real ones; if an adversarial term gives the
-  segmentor a shape prior, it should show here first, and more in the structure metrics
-  (topology error: count of components; HD95: far-away speckles; boundary F1) than in Dice.
+  while the masks still cover the whole of every shape. A pixel loss scores every pixel on its
+  own, so noise leaves speckle and an occluder leaves a hole; a critic that has seen true label
+  maps could give the segmentor a shape prior, and if it does it should show here first, and in
+  the structure metrics more than in Dice.
 
-The verdict on each pair and metric is computed from paired seeds
-(:mod:`segan_lib.experiments.verdicts`).
+**Baselines trained to a plateau.** The reference preset trains every arm 1,600 steps at the
+rate 2e-3, where a pilot run of the cross-entropy baseline (clean, seed 0) reached 0.84 mean
+foreground Dice and moved by less than 0.01 over its last quarter; every run records its
+held-out Dice every 100 steps and the results say, per baseline, whether the seed-mean curve
+moved by less than 0.01 over the last quarter (:mod:`~segan_lib.experiments.curves`).
+
+**Verdicts and validity.** Primary metrics: mean foreground Dice and boundary F1 (Holm over the
+two); the others secondary (:mod:`~segan_lib.experiments.verdicts`), on 5 paired seeds. Every
+adversarial run also records its discriminator's health and the shortcut probe
+(:mod:`~segan_lib.experiments.validity`); a verdict from shortcut runs says so.
 """
 from __future__ import annotations
 
 from segan_lib.experiments.regimes import Regime
 from segan_lib.experiments.spec import Arm, Experiment, Preset
 
-LAMBDA_ADV = 0.1  # weight of the hybrid's adversarial term (see the module docstring)
+LAMBDAS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)  # lambda_adv on the mean cross-entropy (the dose)
+ENCODINGS: tuple[str, ...] = ("basic", "product")
+SEGAN_WEIGHTS: tuple[float, ...] = (0.1, 1.0)  # weight of l_mae added to soft Dice
 SEGMENTOR_BETAS = (0.9, 0.999)  # Adam betas of SupervisedStrategy, so the segmentor's optimiser matches
+DISCRIMINATOR_LR, DISCRIMINATOR_BETAS = 1e-4, (0.9, 0.99)  # Hung et al.'s discriminator optimiser
 
 REGIMES = {
     "clean": Regime("clean SynthShapes images"),
@@ -47,34 +73,44 @@ REGIMES = {
 }
 
 
+def luc_scale(lambda_adv: float, size: int) -> float:
+    """``lambda_adv`` on a pixel-mean cross-entropy, expressed on Luc et al.'s summed scale at
+    ``size x size`` pixels: ``lambda_adv * size**2`` (the same balance of the two terms)."""
+    return lambda_adv * size * size
+
+
 def adversarial_arms(regime: str) -> tuple[Arm, ...]:
-    """The two matched pairs in ``regime``: ``ce`` / ``ce+hybrid`` and ``dice`` / ``dice+segan``."""
+    """The arms of ``regime``: ``ce``, ``ce+hybrid-<encoding>-<lambda>``, ``dice``, ``dice+segan-<w>``."""
     def name(label: str) -> str:
         return f"{regime}/{label}"
-    return (
-        Arm(name("ce"), "supervised", "ce", regime=regime),
-        Arm(name("ce+hybrid"), "hybrid", "ce", options={"lambda_adv": LAMBDA_ADV, "betas": SEGMENTOR_BETAS},
-            regime=regime, baseline=name("ce")),
-        Arm(name("dice"), "supervised", "dice", regime=regime),
-        Arm(name("dice+segan"), "segan", "dice", options={"betas": SEGMENTOR_BETAS}, regime=regime,
-            baseline=name("dice")),
-    )
+    hybrid = tuple(
+        Arm(name(f"ce+hybrid-{encoding}-{lam:g}"), "hybrid", "ce", regime=regime, baseline=name("ce"),
+            options={"lambda_adv": lam, "encoding": encoding, "betas": SEGMENTOR_BETAS,
+                     "critic_lr": DISCRIMINATOR_LR, "critic_betas": DISCRIMINATOR_BETAS})
+        for encoding in ENCODINGS for lam in LAMBDAS)
+    segan = tuple(
+        Arm(name(f"dice+segan-{weight:g}"), "segan", "dice", regime=regime, baseline=name("dice"),
+            options={"mae_weight": weight, "betas": SEGMENTOR_BETAS, "critic_betas": (0.5, 0.999)})
+        for weight in SEGAN_WEIGHTS)
+    return (Arm(name("ce"), "supervised", "ce", regime=regime),) + hybrid + (
+        Arm(name("dice"), "supervised", "dice", regime=regime),) + segan
 
 
 PRESETS = {
-    # 8 arms x 2 seeds in about a minute of one CPU thread: 36 steps of 16 images of 32x32, a
+    # 24 arms x 2 seeds in about a minute of one CPU thread: 16 steps of 16 images of 32x32, a
     # U-Net of 8-16 channels. A demonstration that the whole pipeline runs, not a result.
-    "quick": Preset(size=32, num_classes=4, n_train=192, n_eval=64, epochs=3, batch_size=16, base_channels=8,
-                    depth=2, lr=5e-3, critic_base_channels=8, critic_depth=2, log_every=4, seeds=3, threads=1),
-    # Every arm, 3 seeds: 200 steps of 16 images of 48x48 per run, about 25 CPU-minutes in all
-    # (one thread; measured on a 2-core machine: about 16 s of CPU per 50 steps and arm).
-    "reference": Preset(size=48, num_classes=4, n_train=800, n_eval=200, epochs=4, batch_size=16,
-                        base_channels=16, depth=3, lr=1e-3, critic_base_channels=16, critic_depth=3, log_every=10,
-                        seeds=3),
-    # A GPU (bf16 + torch.compile by default on CUDA): 1,000 steps of 32 images of 128x128 per run,
+    "quick": Preset(size=32, num_classes=4, n_train=128, n_eval=32, epochs=2, batch_size=16, base_channels=8,
+                    depth=2, lr=5e-3, critic_base_channels=8, critic_depth=2, log_every=4, seeds=2, threads=1),
+    # Every arm, 5 paired seeds: 1,600 steps of 16 images of 32x32 (16 epochs of 1,600 images), a
+    # U-Net of 16-128 channels with batch norm; about 3 hours of one CPU thread on the fast path.
+    "reference": Preset(size=32, num_classes=4, n_train=1600, n_eval=256, epochs=16, batch_size=16,
+                        base_channels=16, depth=3, lr=2e-3, critic_base_channels=8, critic_depth=3, log_every=20,
+                        seeds=5, threads=1, curve_every=100),
+    # A GPU (bf16 + torch.compile by default on CUDA): 4,000 steps of 32 images of 128x128 per run,
     # a 16-channel U-Net of depth 4 (about 2M parameters rather than the 31M of the original).
-    "full": Preset(size=128, num_classes=4, n_train=4000, n_eval=500, epochs=8, batch_size=32, base_channels=16,
-                   depth=4, lr=1e-3, critic_base_channels=32, critic_depth=3, log_every=50, seeds=3),
+    "full": Preset(size=128, num_classes=4, n_train=8000, n_eval=500, epochs=16, batch_size=32, base_channels=16,
+                   depth=4, lr=1e-3, critic_base_channels=32, critic_depth=3, log_every=50, seeds=5,
+                   curve_every=250),
 }
 
 ADVERSARIAL = Experiment(
@@ -83,4 +119,5 @@ ADVERSARIAL = Experiment(
     arms=adversarial_arms("clean") + adversarial_arms("occluded"),
     presets=PRESETS,
     regimes=REGIMES,
+    primary_metrics=("dice", "boundary_f1"),
 )

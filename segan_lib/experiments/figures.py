@@ -6,7 +6,10 @@
   critic or discriminator of an adversarial arm), one thin line per seed.
 * :func:`plot_predictions`: a few held-out images, their truth and each arm's prediction.
 
-:func:`write_figures` saves all three (one predictions figure per regime) as PNG files.
+:func:`write_figures` saves all three (one predictions figure per regime) as PNG files, and those
+of :mod:`~segan_lib.experiments.figures_evidence` that the results call for (``plateau.png`` when
+runs recorded held-out curves, ``dose_response.png`` when arms have a weight, ``label_curve.png``
+when arms have a labelled fraction).
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from segan_lib.experiments.figures_evidence import (
+    WEIGHT_OPTIONS, plot_dose_response, plot_label_curve, plot_plateau,
+)
 from segan_lib.experiments.results import write_atomic
 from segan_lib.experiments.spec import Experiment, Preset
 from segan_lib.experiments.verdicts import BETTER, PRIMARY, WORSE, Verdict, higher_is_better, verdicts
@@ -123,9 +129,9 @@ def plot_player_curves(histories: Mapping[str, Mapping[int, Mapping[str, Sequenc
     """
     if not histories:
         raise ValueError("histories must hold at least one arm")
-    n_cols = min(4, len(histories))
+    n_cols = min(3, len(histories))
     n_rows = -(-len(histories) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.8 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.4 * n_rows), squeeze=False)
     for ax, (arm, per_seed) in zip(axes.flat, histories.items()):
         for index, (seed, history) in enumerate(per_seed.items()):
             keys = [k for k in PLAYER_KEYS if k in history] or ["loss"]
@@ -157,8 +163,22 @@ def plot_predictions(images: torch.Tensor, masks: torch.Tensor, predictions: Map
             raise ValueError(f"predictions[{arm!r}] must have shape {tuple(masks.shape)}, got {tuple(labels.shape)}")
     columns = {"image": None, "truth": masks, **predictions}
     count = images.shape[0]
-    fig, axes = plt.subplots(count, len(columns), figsize=(1.7 * len(columns), 1.7 * count + 0.4), squeeze=False)
     plain = denormalize(images.cpu())
+    if len(columns) > 7:  # many arms: one row per arm (readable at page width), one column per image
+        fig, axes = plt.subplots(len(columns), count, figsize=(1.3 * count + 2.2, 1.3 * len(columns) + 0.4),
+                                 squeeze=False)
+        for row, (name, labels) in enumerate(columns.items()):
+            pictures = plain if labels is None else overlay(images.cpu(), labels.cpu(), num_classes)
+            for col in range(count):
+                axes[row, col].imshow(pictures[col])
+                axes[row, col].set_xticks([])
+                axes[row, col].set_yticks([])
+            axes[row, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+        if title:
+            fig.suptitle(title, fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+        return fig
+    fig, axes = plt.subplots(count, len(columns), figsize=(1.7 * len(columns), 1.7 * count + 0.4), squeeze=False)
     for col, (name, labels) in enumerate(columns.items()):
         pictures = plain if labels is None else overlay(images.cpu(), labels.cpu(), num_classes)
         for row in range(count):
@@ -192,6 +212,12 @@ def write_figures(out: Path, experiment: Experiment, preset: Preset, results: di
     histories = {arm: {seed: record["history"] for seed, record in per_seed.items()}
                  for arm, per_seed in records.items()}
     names.append(_save(plot_player_curves(histories, title), out / "curves.png"))
+    if results.get("plateau"):
+        names.append(_save(plot_plateau(results["plateau"], results, title), out / "plateau.png"))
+    if any(key in arm.get("options", {}) for arm in results["arms"].values() for key in WEIGHT_OPTIONS):
+        names.append(_save(plot_dose_response(results, title=title), out / "dose_response.png"))
+    if results.get("label_curve"):
+        names.append(_save(plot_label_curve(results, title=title), out / "label_curve.png"))
     first_seed = results["seeds"][0]
     for regime, data in held_out.items():
         images, masks = data.get_batch(torch.arange(preset.n_show))

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from segan_lib import course
+from segan_lib.experiments.curves import CURVE_IMAGES, curve_callback, label_curve_summary, plateau_summary
 from segan_lib.experiments.labelled import labelled_training
 from segan_lib.experiments.regimes import regime_data
 from segan_lib.experiments.results import (
@@ -92,6 +93,8 @@ class PreparedRun:
     seed: int
     trainer: Trainer
     held_out: object
+    curve_every: int = 0  # the preset's: score on curve_data every that many steps (0: never)
+    curve_data: object = None  # the first CURVE_IMAGES held-out images
 
 
 def prepare_run(experiment: Experiment, preset: Preset, arm: str | Arm, seed: int,
@@ -112,13 +115,19 @@ def prepare_run(experiment: Experiment, preset: Preset, arm: str | Arm, seed: in
     strategy = build_arm_strategy(arm, initial_segmentor(preset, seed), preset, **extra)
     trainer = Trainer(strategy, train_data, None, num_classes=preset.num_classes,
                       config=train_config(preset, seed, device, epochs))
-    return PreparedRun(arm, seed, trainer, held_out)
+    curve_data = None if not preset.curve_every else regime_data(
+        regime, n=min(CURVE_IMAGES, preset.n_eval), size=preset.size, num_classes=preset.num_classes,
+        seed=experiment.held_out_seed, device=device)
+    return PreparedRun(arm, seed, trainer, held_out, preset.curve_every, curve_data)
 
 
 def execute_run(run: PreparedRun, n_show: int) -> tuple[dict, np.ndarray]:
     """Train ``run``, score it on its held-out data; returns the run record and the predicted
     labels ``(n_show, S, S)`` uint8 of the first ``n_show`` held-out images."""
-    trainer = run.trainer
+    trainer, curve = run.trainer, None
+    if run.curve_every:
+        record_curve, curve = curve_callback(run.curve_data, run.curve_every)
+        trainer.callbacks.append(record_curve)
     start = time.perf_counter()
     history = trainer.fit()
     seconds = time.perf_counter() - start
@@ -134,6 +143,7 @@ def execute_run(run: PreparedRun, n_show: int) -> tuple[dict, np.ndarray]:
         "train_seconds": seconds, "images_per_second": images_seen / seconds if seconds > 0 else None,
         "steps": trainer.step, "images_seen": images_seen, "device": str(trainer.device), "torch": torch.__version__,
         "compute": trainer.compute, **({"validity": validity} if validity is not None else {}),
+        **({"curve": curve} if curve is not None else {}),
         "history": {key: [json_number(v) for v in values] for key, values in history.to_dict().items()},
     }
     return record, labels.astype(np.uint8)
@@ -292,7 +302,8 @@ def assemble_results(experiment: Experiment, preset_name: str, preset: Preset, s
                      env: dict, class_names: list[str], records: dict[str, dict[int, dict]], *,
                      complete: bool) -> dict:
     """The ``results.json`` dict of the runs in ``records`` (arm -> seed -> run record), verdicts computed."""
-    keep = ("scores", "train_seconds", "images_per_second", "steps", "images_seen", "device", "compute", "validity")
+    keep = ("scores", "train_seconds", "images_per_second", "steps", "images_seen", "device", "compute", "validity",
+            "curve")
     results = {
         "schema": SCHEMA_VERSION, "experiment": experiment.name, "description": experiment.description,
         "preset": preset_name, "settings": preset.to_dict(), "seeds": seeds,
@@ -307,4 +318,7 @@ def assemble_results(experiment: Experiment, preset_name: str, preset: Preset, s
         "complete": complete, "verdicts": [], "figures": [],
     }
     results["verdicts"] = [v.to_dict() for v in verdicts(results)]
+    for key, summary in (("plateau", plateau_summary(results)), ("label_curve", label_curve_summary(results))):
+        if summary is not None:
+            results[key] = summary
     return results

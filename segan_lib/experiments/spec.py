@@ -118,6 +118,8 @@ class Preset:
     images; ``n_show`` of them appear in the predictions figure. ``threads``: PyTorch CPU
     threads (None: PyTorch's choice); ``compile`` and ``amp`` as in ``TrainConfig`` (None /
     "auto": on for CUDA). ``seeds``: how many paired seeds a run uses unless told otherwise.
+    ``curve_every``: every that many steps each run scores its segmentor on the first held-out
+    images, for the plateau check (:mod:`~segan_lib.experiments.curves`); 0: no curve.
     """
 
     size: int
@@ -138,6 +140,7 @@ class Preset:
     threads: int | None = None
     compile: bool | None = None
     amp: str = "auto"
+    curve_every: int = 0
 
     def __post_init__(self) -> None:
         for name in ("size", "n_train", "n_eval", "epochs", "batch_size", "base_channels", "depth",
@@ -154,6 +157,10 @@ class Preset:
             _check_int("threads", self.threads, 1)
         check_choice("compile", self.compile, (None, True, False))
         check_choice("amp", self.amp, ("auto", "bf16", "off"))
+        _check_int("curve_every", self.curve_every, 0)
+        if self.curve_every % self.log_every:
+            raise ValueError(f"curve_every must be a multiple of log_every = {self.log_every} (curve points are taken "
+                             f"when the engine logs), got {self.curve_every}")
         check_choice("batch_norm", self.batch_norm, (True, False))
 
     def to_dict(self) -> dict[str, object]:

@@ -69,7 +69,9 @@ class HybridStrategy(Strategy):
         spectral_norm: spectral normalisation in every discriminator layer.
         critic_base_channels, critic_depth: width and number of strided layers of either
             discriminator (PatchGAN's ``n_layers``; 3 gives its 70x70 patches).
-        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016).
+        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016);
+            ``critic_betas`` the discriminator's if they differ (default ``betas``; Hung et al.,
+            BMVC 2018, train theirs with (0.9, 0.99)).
         ignore_index: mask value of pixels that count nowhere (zero in both pairs' maps).
 
     Logged each step (detached 0-d tensors): ``loss`` (= ``loss_segmentor``, the total),
@@ -99,6 +101,7 @@ class HybridStrategy(Strategy):
         critic_base_channels: int = 32,
         critic_depth: int = 3,
         betas: tuple[float, float] = (0.5, 0.999),
+        critic_betas: tuple[float, float] | None = None,
         ignore_index: int = 255,
     ) -> None:
         super().__init__()
@@ -117,6 +120,7 @@ class HybridStrategy(Strategy):
         check_choice("discriminator", discriminator, DISCRIMINATORS)
         check_choice("gan_mode", gan_mode, GAN_MODES)
         self.in_channels, self.num_classes, self.betas = in_channels, num_classes, betas
+        self.critic_betas = betas if critic_betas is None else critic_betas
         self.n_critic, self.ignore_index = n_critic, ignore_index
         self.lambda_adv, self.encoding = lambda_adv, encoding
         self.pixel_loss = get_pixel_loss(pixel_loss, ignore_index=ignore_index)
@@ -139,9 +143,10 @@ class HybridStrategy(Strategy):
 
     def configure_optimizers(self) -> None:
         """One Adam per player (fused on CUDA)."""
-        for name, lr in (("segmentor", self.lr), ("discriminator", self.critic_lr)):
+        for name, lr, betas in (("segmentor", self.lr, self.betas),
+                                ("discriminator", self.critic_lr, self.critic_betas)):
             self.optimizers[name] = make_adam(list(self.unwrapped(name).parameters()), self.device, lr=lr,
-                                              betas=self.betas)
+                                              betas=betas)
 
     def check_batch(self, images: torch.Tensor, masks: torch.Tensor) -> None:
         """The segmentor's input check and output channels, and the discriminator's on the shape of a pair batch."""

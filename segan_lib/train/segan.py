@@ -24,7 +24,7 @@ both inputs.
    batch norm the clip does not bound its Lipschitz constant: batch norm divides each
    channel by its batch standard deviation, so the scale of the weights before it cancels,
    and the clip bounds only the first layer and batch norm's own scale and shift;
-3. :meth:`~SeganStrategy.segmentor_step`: freeze the critic, ``loss = l_mae +
+3. :meth:`~SeganStrategy.segmentor_step`: freeze the critic, ``loss = mae_weight * l_mae +
    dice_weight * soft_dice_loss(logits, y) + pixel_loss(logits, y)``, backward, Adam step,
    unfreeze.
 
@@ -66,6 +66,8 @@ class SeganStrategy(Strategy):
         in_channels, num_classes: image channels; label classes (2 for binary).
         lr: the segmentor's Adam rate (default 1e-3); ``critic_lr`` the critic's (default ``lr``).
         pixel_loss, dice_weight: additions to the paper's loss (off by default), see the module.
+        mae_weight: the weight of ``l_mae`` in the segmentor's loss (1, the paper's loss; an
+            experiment that adds l_mae to a pixel loss at several weights sets it).
         n_critic: critic updates per segmentor update, all on the same batch.
         clip_value: critic weights clipped to ``[-clip_value, clip_value]`` after each of its
             updates, 0.05 as in the authors' public code (None: no clipping). It caps the size
@@ -75,7 +77,8 @@ class SeganStrategy(Strategy):
             then ignored).
         critic_base_channels, critic_depth: width and number of strided layers of the critic
             (it gets ``in_channels * K`` input channels; H, W divisible by ``2**critic_depth``).
-        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016).
+        betas: Adam betas of both players, (0.5, 0.999) as in DCGAN (Radford et al., ICLR 2016);
+            ``critic_betas`` the critic's if they differ (default ``betas``).
         ignore_index: mask value of pixels that count nowhere (zero in both masked images).
 
     Logged each step (detached 0-d tensors): ``loss`` (= ``loss_segmentor``, the segmentor's
@@ -95,6 +98,7 @@ class SeganStrategy(Strategy):
         lr: float | None = None,
         pixel_loss: str | None = None,
         dice_weight: float = 0.0,
+        mae_weight: float = 1.0,
         n_critic: int = 1,
         clip_value: float | None = 0.05,
         spectral_norm: bool = False,
@@ -102,6 +106,7 @@ class SeganStrategy(Strategy):
         critic_base_channels: int = 32,
         critic_depth: int = 3,
         betas: tuple[float, float] = (0.5, 0.999),
+        critic_betas: tuple[float, float] | None = None,
         ignore_index: int = 255,
     ) -> None:
         super().__init__()
@@ -115,11 +120,13 @@ class SeganStrategy(Strategy):
         check_positive("lr", self.lr)
         check_positive("critic_lr", self.critic_lr)
         check_positive("dice_weight", dice_weight, allow_zero=True)
+        check_positive("mae_weight", mae_weight)
         if pixel_loss is not None:
             check_choice("pixel_loss", pixel_loss, tuple(PIXEL_LOSSES))
         if not spectral_norm and clip_value is not None:
             check_positive("clip_value", clip_value)
         self.in_channels, self.num_classes, self.betas = in_channels, num_classes, betas
+        self.critic_betas, self.mae_weight = betas if critic_betas is None else critic_betas, mae_weight
         self.n_critic, self.ignore_index, self.dice_weight = n_critic, ignore_index, dice_weight
         self.clip_value = None if spectral_norm else clip_value
         self.pixel_loss = None if pixel_loss is None else get_pixel_loss(pixel_loss, ignore_index=ignore_index)
@@ -135,9 +142,9 @@ class SeganStrategy(Strategy):
 
     def configure_optimizers(self) -> None:
         """One Adam per player (fused on CUDA)."""
-        for name, lr in (("segmentor", self.lr), ("critic", self.critic_lr)):
+        for name, lr, betas in (("segmentor", self.lr, self.betas), ("critic", self.critic_lr, self.critic_betas)):
             self.optimizers[name] = make_adam(list(self.unwrapped(name).parameters()), self.device, lr=lr,
-                                              betas=self.betas)
+                                              betas=betas)
 
     def check_batch(self, images: torch.Tensor, masks: torch.Tensor) -> None:
         """The segmentor's input check and output channels, and the critic's on the shape of a masked image batch."""
@@ -194,7 +201,7 @@ class SeganStrategy(Strategy):
             with self.autocast():
                 real_features, fake_features = judge(critic, masked_true, masked_pred)
             l_mae = multiscale_l1_loss(real_features, fake_features)
-            loss, terms = l_mae, {"l_mae": l_mae.detach()}
+            loss, terms = self.mae_weight * l_mae, {"l_mae": l_mae.detach()}
             if self.dice_weight > 0:
                 dice = soft_dice_loss(logits.float(), masks, ignore_index=self.ignore_index)
                 loss = loss + self.dice_weight * dice
