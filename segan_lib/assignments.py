@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from segan_lib._files import check_writable_dir
+
 COURSE_ID = "segan-course"
 SOLUTION_DIRECTORY = "solutions"
 # Seconds one cell may run under nbgrader autograde before it counts as failed (nbgrader's
@@ -158,7 +160,7 @@ def make_release(out: str | Path, notebooks_dir: str | Path | None = None, *,
     edited its points) is kept unless ``force``; release and solutions are always regenerated
     from it. Raises ``AssignmentError`` with nbgrader's log if a step fails.
     """
-    root = Path(out).resolve()
+    root = check_writable_dir(Path(out).resolve(), "out")
     notebooks = course_notebooks(notebooks_dir, only)
     root.mkdir(parents=True, exist_ok=True)
     config_file = root / "nbgrader_config.py"
@@ -197,7 +199,11 @@ def add_assignments_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_assignments(args: argparse.Namespace) -> int:
-    """Handler of ``segan assignments``: builds the course directory and prints where things are."""
+    """Handler of ``segan assignments``: builds the course directory and prints where things are.
+
+    Input errors (``--out``, ``--notebooks``, ``--only``) reach ``segan_lib.cli.main`` (exit status 2);
+    a failed nbgrader step is printed with nbgrader's log and exits with status 1."""
+    check_writable_dir(args.out, "--out")
     try:
         assignments = make_release(args.out, args.notebooks, only=args.only, force=args.force)
     except AssignmentError as error:
