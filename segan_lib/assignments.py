@@ -42,6 +42,8 @@ CELL_TIMEOUT_S = 600
 # Seconds to wait for a cell's last output after it finished: nbgrader fails the notebook
 # after nbclient's default of 4 s, which a busy machine exceeds (a whole notebook lost).
 IOPUB_TIMEOUT_S = 60
+# nbgrader's OverwriteCells, silent for an untouched cell whose hidden tests it restores (its module docstring).
+RESTORE_HIDDEN_TESTS = "segan_lib.autograde.RestoreHiddenTests"
 NBGRADER_CONFIG = f'''\
 # nbgrader settings of this course directory, written by `segan assignments`.
 # Run nbgrader commands from this folder, e.g. `nbgrader autograde 03_losses`.
@@ -50,6 +52,16 @@ c.CourseDirectory.course_id = "{COURSE_ID}"
 c.CourseDirectory.solution_directory = "{SOLUTION_DIRECTORY}"
 c.Execute.timeout = {CELL_TIMEOUT_S}
 c.Execute.iopub_timeout = {IOPUB_TIMEOUT_S}
+# At autograde nbgrader puts the hidden tests back into each graded test cell. segan's version of
+# its OverwriteCells step does so without warning "Attribute 'checksum' ... has changed!" for a
+# cell the student left as released (a changed one is still reported): see segan_lib/autograde.py.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "{RESTORE_HIDDEN_TESTS}",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 '''
 
 
