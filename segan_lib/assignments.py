@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from segan_lib._files import check_writable_dir
+
 COURSE_ID = "segan-course"
 SOLUTION_DIRECTORY = "solutions"
 # Seconds one cell may run under nbgrader autograde before it counts as failed (nbgrader's
@@ -40,6 +42,8 @@ CELL_TIMEOUT_S = 600
 # Seconds to wait for a cell's last output after it finished: nbgrader fails the notebook
 # after nbclient's default of 4 s, which a busy machine exceeds (a whole notebook lost).
 IOPUB_TIMEOUT_S = 60
+# nbgrader's OverwriteCells, silent for an untouched cell whose hidden tests it restores (its module docstring).
+RESTORE_HIDDEN_TESTS = "segan_lib.autograde.RestoreHiddenTests"
 NBGRADER_CONFIG = f'''\
 # nbgrader settings of this course directory, written by `segan assignments`.
 # Run nbgrader commands from this folder, e.g. `nbgrader autograde 03_losses`.
@@ -48,6 +52,16 @@ c.CourseDirectory.course_id = "{COURSE_ID}"
 c.CourseDirectory.solution_directory = "{SOLUTION_DIRECTORY}"
 c.Execute.timeout = {CELL_TIMEOUT_S}
 c.Execute.iopub_timeout = {IOPUB_TIMEOUT_S}
+# At autograde nbgrader puts the hidden tests back into each graded test cell. segan's version of
+# its OverwriteCells step does so without warning "Attribute 'checksum' ... has changed!" for a
+# cell the student left as released (a changed one is still reported): see segan_lib/autograde.py.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "{RESTORE_HIDDEN_TESTS}",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 '''
 
 
@@ -158,7 +172,7 @@ def make_release(out: str | Path, notebooks_dir: str | Path | None = None, *,
     edited its points) is kept unless ``force``; release and solutions are always regenerated
     from it. Raises ``AssignmentError`` with nbgrader's log if a step fails.
     """
-    root = Path(out).resolve()
+    root = check_writable_dir(Path(out).resolve(), "out")
     notebooks = course_notebooks(notebooks_dir, only)
     root.mkdir(parents=True, exist_ok=True)
     config_file = root / "nbgrader_config.py"
@@ -197,7 +211,11 @@ def add_assignments_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_assignments(args: argparse.Namespace) -> int:
-    """Handler of ``segan assignments``: builds the course directory and prints where things are."""
+    """Handler of ``segan assignments``: builds the course directory and prints where things are.
+
+    Input errors (``--out``, ``--notebooks``, ``--only``) reach ``segan_lib.cli.main`` (exit status 2);
+    a failed nbgrader step is printed with nbgrader's log and exits with status 1."""
+    check_writable_dir(args.out, "--out")
     try:
         assignments = make_release(args.out, args.notebooks, only=args.only, force=args.force)
     except AssignmentError as error:

@@ -16,9 +16,12 @@ preset :data:`QUICK_PRESET`, and any option given explicitly wins over both. PyT
 all CPU cores unless ``--threads N`` or the environment variable ``SEGAN_THREADS=N`` (what
 the test suite sets, so parallel test workers do not fight over cores) says otherwise.
 
-Errors in the input (a bad option value, an output folder that cannot be written, a file
-that is not a segan checkpoint, ...) are printed as one line ``segan: error: ...`` and the
-command exits with status 2, as argparse does for a bad option.
+Errors in the input (a bad option value, an output folder that cannot be written or holds
+other files, a file that is not a segan checkpoint, ...) are printed as one line
+``segan: error: ...`` and the command exits with status 2, as argparse does for a bad option;
+every command that writes into an ``--out`` folder checks it before any work
+(:func:`segan_lib._files.check_writable_dir`). Status 1 is left for work that failed on valid
+input: an nbgrader step of ``segan assignments``, a lesson cell or Sphinx in ``segan book``.
 """
 from __future__ import annotations
 
@@ -263,11 +266,11 @@ def run_train(args: argparse.Namespace) -> int:
     """``segan train``: build data, U-Net and strategy, train, print the validation scores."""
     import torch
 
+    from segan_lib._files import check_writable_dir
     from segan_lib.course import seed_everything, threads_from_env
     from segan_lib.data.preprocess import preprocessing_of
     from segan_lib.train import TrainConfig, Trainer, build_strategy
     from segan_lib.train.batches import steps_in_epoch
-    from segan_lib.train.checkpoint import check_writable_dir
     from segan_lib.train.tensorboard import require_tensorboard
 
     started = time.perf_counter()

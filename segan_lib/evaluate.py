@@ -4,9 +4,11 @@ Example::
 
     segan eval runs/mine/best.pt --split val
 
-The U-Net is rebuilt from the checkpoint's meta (what ``segan train`` stored: the model and the
-dataset it was trained on); ``--dataset``, ``--root`` and the other dataset options override the
-stored ones, e.g. to score a SynthShapes model on your own folders. The scores are the per-class
+The U-Net is rebuilt from the checkpoint's meta (what ``segan train`` stored: the method, the
+model and the dataset it was trained on), whatever method trained it, so eval takes no
+``--method``; a checkpoint without a segmentor (the GAN lesson's) is refused, naming its
+networks. ``--dataset``, ``--root`` and the other dataset options override the stored ones,
+e.g. to score a SynthShapes model on your own folders. The scores are the per-class
 Dice and IoU and their foreground means, printed by :func:`segan_lib.cli.format_scores` as
 ``segan train`` prints them at the end of a run. The first batch is checked against the U-Net's
 input contract, so a dataset of the wrong size or channels is named before any scoring.
@@ -36,9 +38,14 @@ def run_eval(args: argparse.Namespace) -> int:
     from segan_lib.train.checkpoint import CheckpointError, load_checkpoint
     from segan_lib.train.evaluation import evaluate_segmentation
     from segan_lib.train.hardware import resolve_amp, resolve_device
+    from segan_lib.train.methods import METHODS
 
-    payload = load_checkpoint(args.checkpoint)
-    meta = payload["meta"]
+    payload = load_checkpoint(args.checkpoint)  # any method: eval reads it from the checkpoint's meta
+    meta, nets = payload["meta"], payload["strategy"].get("nets", {})
+    if "segmentor" not in nets:
+        raise CheckpointError(f"checkpoint {args.checkpoint} holds no segmentor to evaluate (method "
+                              f"{meta.get('method')!r} trains {', '.join(nets) or 'no network'}); give a checkpoint "
+                              f"of a segmentation method ({', '.join(METHODS)})")
     model = meta.get("model")
     if not isinstance(model, dict) or model.get("name") != "unet" or "dataset" not in meta:
         raise CheckpointError(f"checkpoint {args.checkpoint} has no U-Net and dataset description (meta) to "

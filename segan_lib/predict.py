@@ -17,7 +17,8 @@ Each image goes through the preprocessing of training, stored in the checkpoint
 (:mod:`segan_lib.data.preprocess`: size, normalisation statistics), the segmentor runs in
 eval mode in float32 on batches of ``--batch-size`` images, the predicted classes (argmax; a
 single sigmoid output: logit > 0) are resized back to the image's own size by nearest
-neighbour, and each file is written to a temporary name and renamed into place.
+neighbour, and each file is written to a temporary name and renamed into place (with the
+permissions of any file the user creates). ``--out`` is created when the first mask is written.
 
 Checkpoints written before the preprocessing was stored: one trained on SynthShapes is
 read with its only possible preprocessing (per-image standardisation at the stored size),
@@ -28,8 +29,6 @@ that cannot be read stops the run with an error naming the file; masks already w
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from segan_lib._files import check_writable_dir, write_atomic
 from segan_lib.data.export import mask_to_png
 from segan_lib.data.files import read_image
 from segan_lib.data.folders import IMAGE_EXTENSIONS, files_by_stem
@@ -47,6 +47,7 @@ from segan_lib.data.palette import voc_colormap
 from segan_lib.data.preprocess import check_preprocessing, preprocess_image
 from segan_lib.metrics import logits_to_pred
 from segan_lib.train.checkpoint import CheckpointError, load_checkpoint
+from segan_lib.train.methods import METHODS
 
 OVERLAY_ALPHA = 0.5
 OVERLAY_SUFFIX = "_overlay"
@@ -80,7 +81,8 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
     meta, nets = payload["meta"], payload["strategy"]["nets"]
     if "segmentor" not in nets:
         raise CheckpointError(f"checkpoint {path} holds no segmentor (method {meta.get('method')!r} trains "
-                              f"{', '.join(nets) or 'no network'}); give a checkpoint of supervised, segan or hybrid")
+                              f"{', '.join(nets) or 'no network'}); give a checkpoint of a segmentation method "
+                              f"({', '.join(METHODS)})")
     model = meta.get("model")
     if not isinstance(model, dict) or model.get("name") != "unet":
         raise CheckpointError(f"checkpoint {path} has no U-Net description (meta['model']) to rebuild the segmentor "
@@ -141,15 +143,9 @@ def output_paths(images: Sequence[Path], out: Path, overlay: bool) -> dict[Path,
 
 
 def write_png(picture: Image.Image, path: Path) -> None:
-    """Save ``picture`` as PNG at ``path`` via a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            picture.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save ``picture`` as PNG at ``path`` atomically (:func:`segan_lib._files.write_atomic`:
+    a temporary file in the same folder, ``os.replace``; mode ``0o666`` less the umask)."""
+    write_atomic(path, lambda handle: picture.save(handle, format="PNG"))
 
 
 def overlay_picture(image: np.ndarray, labels: np.ndarray, alpha: float = OVERLAY_ALPHA) -> Image.Image:
@@ -185,7 +181,8 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     """Predict every image of ``inputs`` with the segmentor of ``checkpoint``; returns the masks written.
 
     Layout of ``out`` and the steps in the module docstring. All inputs and output names
-    are checked before the checkpoint runs; the progress bar counts images.
+    are checked before the checkpoint runs (``out`` must be a folder or creatable as one;
+    it is created when the first mask is written); the progress bar counts images.
     """
     from tqdm.auto import tqdm
 
@@ -193,13 +190,12 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    out = Path(out)
+    out = check_writable_dir(out, "out")
     images = list_images(inputs)
     outputs = output_paths(images, out, overlay)
     torch_device = resolve_device(device)
     segmentor, _, preprocess = load_segmentor(checkpoint, torch_device)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = []  # out is created with the first mask, so an input that fails before leaves no folder
     with tqdm(total=len(images), desc="predict", unit="image", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(images), batch_size):
             paths = images[start:start + batch_size]
@@ -216,6 +212,7 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
 
 def run_predict(args: argparse.Namespace) -> int:
     """Handler of ``segan predict``; prints where the masks went."""
+    check_writable_dir(args.out, "--out")  # the flag's name in the message, before any image is read
     written = predict_files(args.checkpoint, args.inputs, args.out, overlay=args.overlay, batch_size=args.batch_size,
                             device=args.device, progress=not args.no_progress)
     print(f"wrote {len(written)} masks to {args.out}" + (" (and their overlays)" if args.overlay else ""))

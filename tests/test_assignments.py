@@ -17,6 +17,7 @@ notebook pass every test cell, hidden tests included, is what nbval checks when 
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import shutil
 import signal
@@ -30,11 +31,13 @@ import nbformat
 import pytest
 
 from segan_lib import cli
-from segan_lib.assignments import course_notebooks, make_release
+from segan_lib.assignments import RESTORE_HIDDEN_TESTS, course_notebooks, make_release
 
 pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
 from nbgrader.nbgraderformat import MetadataValidator  # noqa: E402
+
+from segan_lib.autograde import RestoreHiddenTests  # noqa: E402
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -287,6 +290,48 @@ def test_unfilled_release_scores_zero(graded, path):
     restored = graded_cells(autograded)  # nbgrader put the hidden tests back before grading
     for grade_id, cell in tests.items():
         assert restored[grade_id].source == cell.source
+    assert any(HIDDEN_MARKERS[0] in cell.source for cell in tests.values())  # so the next line tests something
+    for student in ("blank", "solved"):  # an untouched release and the solutions: nothing looks tampered with
+        assert "has changed!" not in (graded[student] / "autograde.log").read_text()
+
+
+def sanitized(course: Path, name: str, notebook: nbformat.NotebookNode, caplog) -> nbformat.NotebookNode:
+    """``notebook`` after the course's own grade-cell step of ``nbgrader autograde`` (nothing executed)."""
+    resources = {"nbgrader": {"notebook": name, "assignment": name, "db_url": f"sqlite:///{course / 'gradebook.db'}"}}
+    caplog.clear()
+    notebook, _ = RestoreHiddenTests(log=logging.getLogger("test_assignments.autograde")).preprocess(notebook, resources)
+    return notebook
+
+
+@each_notebook
+def test_autograde_restores_hidden_tests_warning_only_about_changed_cells(course, path, caplog):
+    """The course's step puts every hidden test back; it warns nothing for an untouched release
+    (nbgrader's own step warns for every cell with hidden tests) and still warns for an edited cell."""
+    source, release = read(path), read(course / "release" / path.stem / path.name)
+    tests = {grade_id: cell for grade_id, cell in graded_cells(source).items() if cell.metadata.nbgrader.grade}
+    untouched = sanitized(course, path.stem, release, caplog)
+    assert {grade_id: graded_cells(untouched)[grade_id].source for grade_id in tests} == \
+        {grade_id: cell.source for grade_id, cell in tests.items()}
+    assert "has changed!" not in caplog.text
+    edited = read(course / "release" / path.stem / path.name)
+    grade_id = next(iter(tests))
+    graded_cells(edited)[grade_id].source += "\nassert True  # a student's edit"
+    restored = sanitized(course, path.stem, edited, caplog)
+    assert graded_cells(restored)[grade_id].source == tests[grade_id].source
+    assert f"Attribute 'checksum' for cell {grade_id} has changed!" in caplog.text
+    assert caplog.text.count("has changed!") == 1
+
+
+def test_the_course_config_is_nbgraders_autograde_with_the_quiet_restore(course):
+    """The course's nbgrader_config.py changes one step of nbgrader's autograde, nothing else."""
+    from nbgrader.converters import Autograde
+    from traitlets.config import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    default = [f"{step.__module__.rsplit('.', 1)[0]}.{step.__name__}"
+               for step in Autograde.class_traits()["sanitize_preprocessors"].default()]
+    assert config.Autograde.sanitize_preprocessors == [
+        RESTORE_HIDDEN_TESTS if step == "nbgrader.preprocessors.OverwriteCells" else step for step in default]
 
 
 def _code(source: str) -> ast.Module:

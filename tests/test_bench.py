@@ -120,13 +120,13 @@ def test_help_of_both_entry_points(capsys):
     (["--size", "40", "--depth", "4"], "divisible by 2**depth = 16"),
 ])
 def test_sizes_that_cannot_run_are_clear_errors(args, message, capsys):
-    assert bench.main(["--device", "cpu", *args]) == 1
+    assert bench.main(["--device", "cpu", *args]) == 2  # input errors: argparse's status
     assert message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
-    assert bench.main(["--device", "cuda"]) == 1
+    assert bench.main(["--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
 
 

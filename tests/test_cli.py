@@ -1,5 +1,5 @@
 """The ``segan`` command: help, argument errors, a tiny train + eval + resume, an output folder
-that cannot be written refused before training, and the ``--quick`` promise (validation mean
+that cannot be written refused before training (by every command with ``--out``), and the ``--quick`` promise (validation mean
 foreground Dice > 0.8; how long it takes is measured for the README, not asserted here)."""
 from __future__ import annotations
 
@@ -94,6 +94,11 @@ def test_train_eval_and_resume_on_tiny_synthshapes(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["train", *TINY, "--base-channels", "8", "--out", str(out), "--resume"]) == 2
     assert "last.pt was written for model=" in capsys.readouterr().err
+    assert cli.main(["train", *TINY, "--method", "segan", "--out", str(out), "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"segan: error: checkpoint {out / 'last.pt'} was written by method 'supervised', not 'segan'; only a "
+        "supervised run can resume from it (segan train --method supervised), while segan eval and segan predict "
+        "take the method from the checkpoint\n")
 
 
 def test_adversarial_method_on_binary_masks(tmp_path, capsys):
@@ -152,6 +157,35 @@ def test_out_behind_a_file_fails_before_training_naming_the_path(tmp_path, monke
     assert cli.main(["train", *TINY, "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"segan: error: --out {out} cannot be created: {tmp_path / 'afile'} "
                                        "is a file, not a folder\n")
+
+
+# Every other command that writes into --out, with arguments that are otherwise fine or never read.
+OUT_COMMANDS = {
+    "predict": ["predict", "none.pt", "photo.png", "--no-progress"],
+    "data export": ["data", "export", "--n", "2", "--size", "16"],
+    "experiment": ["experiment", "adversarial", "--no-progress"],
+    "assignments": ["assignments", "--only", "02"],
+    "book": ["book", "--no-execute"],
+}
+
+
+@pytest.mark.parametrize("behind", [False, True], ids=["out is a file", "out is behind a file"])
+@pytest.mark.parametrize("command", OUT_COMMANDS)
+def test_every_command_refuses_an_out_that_cannot_be_a_folder_as_train_does(command, behind, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    out = afile / "sub" if behind else afile
+    assert cli.main([*OUT_COMMANDS[command], "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"segan: error: --out {out} cannot be created: {afile} is a file, not a folder\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"] and afile.read_text() == "not a folder"
+
+
+def test_bench_refuses_an_out_that_cannot_be_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    for out, problem in ((tmp_path, "is a folder, not a file"),
+                         (tmp_path / "afile" / "rows.jsonl", f"cannot be created: {tmp_path / 'afile'} is a file")):
+        assert cli.main(["bench", "--device", "cpu", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.startswith(f"segan: error: --out {out} {problem}")
 
 
 def test_out_without_write_permission_fails_before_training(tmp_path, monkeypatch, capsys):

@@ -9,8 +9,10 @@ import contextlib
 import copy
 import io
 import json
+import os
 import shlex
 import shutil
+import stat
 
 import pytest
 import torch
@@ -147,11 +149,17 @@ def test_scores_are_generic_over_the_metrics_the_evaluation_returns():
 # ----------------------------------------------------------------------------- the CLI run (trains)
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """``segan experiment adversarial --preset quick --seeds 2``: (out folder, exit status, stdout)."""
+    """``segan experiment adversarial --preset quick --seeds 2``: (out folder, exit status, stdout).
+
+    Run under the usual umask 022, so its files must come out readable by all (0o644)."""
     out = tmp_path_factory.mktemp("experiment") / "adversarial"
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = cli.main(["experiment", "adversarial", *QUICK_ARGS, "--out", str(out)])
+    umask = os.umask(0o022)
+    try:
+        with contextlib.redirect_stdout(printed):
+            status = cli.main(["experiment", "adversarial", *QUICK_ARGS, "--out", str(out)])
+    finally:
+        os.umask(umask)
     return out, status, printed.getvalue()
 
 
@@ -194,6 +202,7 @@ def test_quick_cli_run_writes_results_figures_and_prints_verdicts(quick_run):
     for name in results["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.tmp"))  # every file written through a rename
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in out.rglob("*") if p.is_file()} == {"0o644"}  # umask 022
     for arm, baseline in experiment.pairs:
         assert any(line.startswith(arm) and baseline in line for line in printed.splitlines())
     assert "paired differences" in printed and "verdict" in printed
@@ -295,7 +304,10 @@ def test_seeds_option_takes_a_count_or_a_list():
 def test_experiment_help_and_argument_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["experiment", "--help"])
-    assert exit_info.value.code == 0 and "--preset" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--preset" in printed and "::" not in printed and "``" not in printed
+    examples = printed.rstrip().split("\nexamples:\n")[1].splitlines()  # the help ends with runnable commands
+    assert len(examples) == 3 and all(line.strip().startswith("segan experiment ") for line in examples)
     for args, named in ((["adversarial", "--preset", "huge"], "--preset"), (["adversarial", "--seeds", "0"], "--seeds"),
                         (["gans"], "name"), (["adversarial", "--device", "gpu"], "--device")):
         with pytest.raises(SystemExit) as exit_info:

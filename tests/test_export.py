@@ -8,9 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segan_lib.data.export import (
-    _atomic_write, add_export_command, export_synthshapes, image_to_uint8, mask_to_png, run_export,
-)
+from segan_lib._files import write_atomic
+from segan_lib.data.export import add_export_command, export_synthshapes, image_to_uint8, mask_to_png, run_export
 from segan_lib.data.folders import FolderDataset
 from segan_lib.data.synthetic import SynthShapes
 
@@ -70,12 +69,12 @@ def test_export_never_leaves_a_half_written_file(tmp_path):
     target = tmp_path / "0000.png"
     target.write_bytes(b"old complete file")
 
-    def write_half_then_fail(tmp: Path) -> None:
-        tmp.write_bytes(b"half")
+    def write_half_then_fail(handle) -> None:
+        handle.write(b"half")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _atomic_write(target, write_half_then_fail)
+        write_atomic(target, write_half_then_fail)  # how export writes each file
     assert target.read_bytes() == b"old complete file"
     assert [p.name for p in tmp_path.iterdir()] == ["0000.png"]
 
@@ -100,8 +99,19 @@ def test_segan_data_export_through_the_console_entry_point(tmp_path, capsys):
     assert main(argv) == 0
     assert np.isin(read_pngs(tmp_path / "masks")["0001.png"], (0, 1)).all()
     (tmp_path / "masks" / "extra.png").write_bytes(b"x")
-    assert main(argv) == 1
-    assert "extra.png" in capsys.readouterr().err
+    before = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert main(argv) == 2  # an input error, as argparse's
+    assert capsys.readouterr().err == (f"segan: error: {tmp_path / 'masks'} already holds files this export would "
+                                       "not write (['extra.png']); export into an empty folder or remove them\n")
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == before  # refused before writing
+
+
+def test_export_into_a_folder_with_other_files_writes_nothing(tmp_path):
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "mine.png").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="mine.png"):
+        export_synthshapes(tmp_path, 2, size=16)
+    assert not (tmp_path / "images").exists()  # checked before any folder was made
 
 
 def test_committed_sample_is_what_the_documented_command_writes(tmp_path):

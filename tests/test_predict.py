@@ -178,6 +178,10 @@ def test_an_unreadable_image_stops_with_its_name_and_no_partial_file(folder_run,
     shutil.copy(folder_run["data"] / "images" / "0000.png", folder / "a_good.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     out = tmp_path / "out"
+    only_broken = ["predict", str(folder_run["checkpoint"]), str(folder / "broken.png"), "--out", str(out)]
+    assert cli.main([*only_broken, "--no-progress"]) == 2
+    assert f"image {folder / 'broken.png'} cannot be read" in capsys.readouterr().err
+    assert not out.exists()  # created with the first mask: no empty folder left behind
     code = cli.main(["predict", str(folder_run["checkpoint"]), str(folder), "--out", str(out), "--batch-size", "1",
                      "--no-progress"])
     err = capsys.readouterr().err

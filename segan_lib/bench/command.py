@@ -7,9 +7,11 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import torch
 
+from segan_lib._files import check_writable_file
 from segan_lib.bench.rows import DEFAULTS, ROWS, BenchOptions, benchmark_row
 from segan_lib.cli_types import positive_float, positive_int
 from segan_lib.train.hardware import resolve_device
@@ -37,8 +39,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     PyTorch's thread count and ``torch.backends.cudnn.benchmark`` are restored afterwards."""
     opts, threads, cudnn_benchmark = resolve_options(args), torch.get_num_threads(), torch.backends.cudnn.benchmark
+    out = _open_out(args.out) if args.out else contextlib.nullcontext()
     torch.set_num_threads(args.threads or threads)
-    out = open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext()
     try:
         with out:
             for name in (name for name in ROWS if name in opts.rows):
@@ -51,6 +53,15 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = cudnn_benchmark
     return 0
+
+
+def _open_out(path: str) -> TextIO:
+    """``--out`` opened for writing (mode ``0o666`` less the umask), or a one-line ``ValueError`` naming it."""
+    check_writable_file(path, "--out")
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as error:  # e.g. an existing file without write permission
+        raise ValueError(f"--out {path} cannot be written ({error.strerror or error})") from error
 
 
 def _rows(text: str) -> tuple[str, ...]:
@@ -84,7 +95,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the fast path (default on CUDA, off on CPU; eager if compiling fails)")
     add("--peak-tflops", type=positive_float, help="the device's dense bf16 peak, TFLOP/s (default: built-in table)")
     add("--threads", type=positive_int, help="CPU threads of PyTorch (default: PyTorch's own choice)")
-    add("--out", help="also write the JSON rows to this file")
+    add("--out", help="also write the JSON rows to this file (checked before any timing)")
 
 
 def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
@@ -105,6 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_bench(args)
-    except ValueError as error:
+    except ValueError as error:  # an input error (sizes that do not fit, no CUDA, --out): as argparse's, status 2
         print(f"segan bench: error: {error}", file=sys.stderr)
-        return 1
+        return 2

@@ -27,6 +27,7 @@ from pathlib import Path
 import nbformat
 from tqdm.auto import tqdm
 
+from segan_lib._files import check_writable_dir
 from segan_lib.assignments import course_notebooks, default_notebooks_dir, make_release
 from segan_lib.book.execute import CELL_TIMEOUT_S, BookError, execute_lesson_job, prepare_page, write_notebook
 from segan_lib.book.lessons import (Lesson, RunMeasurement, course_map_markdown, format_bytes, format_seconds,
@@ -137,7 +138,8 @@ def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only
     for name, value in (("jobs", jobs), ("cell_timeout", cell_timeout)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    out, build_dir = Path(out).resolve(), Path(build_dir).resolve()
+    out = check_writable_dir(Path(out).resolve(), "out")
+    build_dir = check_writable_dir(Path(build_dir).resolve(), "build_dir")
     _check_out(out)
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     every = course_notebooks(folder)

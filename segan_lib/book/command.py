@@ -42,10 +42,13 @@ def add_book_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_book(args: argparse.Namespace) -> int:
     """Handler of ``segan book``: builds the site and prints where it is."""
+    from segan_lib._files import check_writable_dir
     from segan_lib.assignments import AssignmentError
     from segan_lib.book.build import build_book
     from segan_lib.book.execute import BookError
 
+    check_writable_dir(args.out, "--out")  # a path that cannot be a folder fails now, not after the build
+    check_writable_dir(args.build_dir, "--build-dir")
     options = {"cell_timeout": args.cell_timeout} if args.cell_timeout else {}
     try:
         build_book(args.out, notebooks_dir=args.notebooks_dir, only=args.only, execute=args.execute,

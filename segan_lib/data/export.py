@@ -9,16 +9,13 @@ reads (and that you would give your own data)::
     OUT/classes.txt           one class name per line
 
 Each file is written to a temporary name in the same folder and renamed into place
-(``os.replace``), so an interrupted export never leaves a half-written file. The committed
+(``os.replace``, :func:`segan_lib._files.write_atomic`), so an interrupted export never leaves
+a half-written file; files get the permissions of any file the user creates (umask). The committed
 sample in ``data/sample`` is ``segan data export --out data/sample --n 32 --size 64 --seed 0``.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +23,11 @@ import torch
 from PIL import Image
 
 from segan_lib._checks import check_positive
+from segan_lib._files import check_writable_dir, write_atomic
 from segan_lib.data.palette import voc_colormap
 
 SAMPLE_COMMAND = "segan data export --out data/sample --n 32 --size 64 --seed 0"
 EXPORT_SCALE = 40.0  # grey levels per standard deviation in the exported 8-bit images
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` on a fresh hidden name next to ``path``, then rename it onto ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def image_to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -87,9 +74,10 @@ def export_synthshapes(
         check_positive(name, value)
     out = Path(out_dir)
     names = [f"{i:04d}.png" for i in range(n)]
-    for sub in ("images", "masks"):
-        folder = out / sub
-        folder.mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "masks"):  # checked before anything is written
+        folder = check_writable_dir(out / sub, "out_dir")  # e.g. out_dir/images must not be a file
+        if not folder.is_dir():
+            continue
         stray = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name not in names)
         if stray:
             raise FileExistsError(f"{folder} already holds files this export would not write ({stray[:5]}); "
@@ -98,28 +86,31 @@ def export_synthshapes(
     images, masks = dataset.get_batch(torch.arange(n))  # (n, 3, H, W), (n, H, W)
     for i, name in enumerate(names):
         rgb = Image.fromarray(image_to_uint8(images[i].cpu()), mode="RGB")
-        _atomic_write(out / "images" / name, lambda tmp, img=rgb: img.save(tmp, format="PNG"))
+        write_atomic(out / "images" / name, lambda handle, img=rgb: img.save(handle, format="PNG"))
         png = mask_to_png(masks[i].cpu())
-        _atomic_write(out / "masks" / name, lambda tmp, img=png: img.save(tmp, format="PNG"))
+        write_atomic(out / "masks" / name, lambda handle, img=png: img.save(handle, format="PNG"))
     class_names = "\n".join(dataset.CLASS_NAMES) + "\n"  # binary: background, foreground
-    _atomic_write(out / "classes.txt", lambda tmp: tmp.write_text(class_names, encoding="utf-8"))
+    write_atomic(out / "classes.txt", class_names.encode("utf-8"))
     return out
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Handler of ``segan data export``; returns the exit code (1 if the folder holds other files)."""
+    """Handler of ``segan data export``. Input errors (an ``--out`` that cannot be a folder, one
+    holding other files, a bad number) reach ``segan_lib.cli.main``: one line, exit status 2."""
+    check_writable_dir(args.out, "--out")
     try:
         out = export_synthshapes(args.out, args.n, size=args.size, num_classes=args.num_classes,
                                  seed=args.seed, binary=args.binary)
-    except FileExistsError as error:
-        print(f"segan: error: {error}", file=sys.stderr)
-        return 1
+    except FileExistsError as error:  # other files in OUT/images or OUT/masks: an input error, like a bad flag
+        raise ValueError(str(error)) from error
     print(f"wrote {args.n} image/mask pairs to {out}/images and {out}/masks")
     return 0
 
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``data export`` on the ``segan`` sub-command parsers (handler via ``args.func``)."""
+    from segan_lib.cli_types import positive_int
+
     data = subparsers.add_parser("data", help="dataset utilities", description="Dataset utilities.")
     data_commands = data.add_subparsers(dest="data_command", metavar="{export}", required=True)
     export = data_commands.add_parser(
@@ -128,8 +119,8 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> None:
                     f"The committed sample: {SAMPLE_COMMAND}",
     )
     export.add_argument("--out", required=True, help="output folder (images/, masks/, classes.txt)")
-    export.add_argument("--n", type=int, default=32, help="number of pairs (default 32)")
-    export.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
+    export.add_argument("--n", type=positive_int, default=32, help="number of pairs (default 32)")
+    export.add_argument("--size", type=positive_int, default=128, help="image height and width in pixels (default 128)")
     export.add_argument("--seed", type=int, default=0, help="SynthShapes seed (default 0)")
     export.add_argument("--num-classes", type=int, default=4, help="classes incl. background (default 4)")
     export.add_argument("--binary", action="store_true", help="foreground/background masks (0/1)")

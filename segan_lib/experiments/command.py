@@ -1,8 +1,10 @@
 """``segan experiment NAME --preset quick|reference|full --seeds N --out DIR``.
 
-Runs every arm of the experiment on ``N`` paired seeds (resuming whatever ``DIR`` already
-holds), writes ``DIR/results.json`` and the figures, then prints each arm's mean scores and the
-computed verdicts. Examples::
+Runs every arm of the experiment on N paired seeds (resuming whatever DIR already
+holds), writes DIR/results.json and the figures, then prints each arm's mean scores and the
+computed verdicts.
+
+Examples::
 
     segan experiment adversarial --preset quick --seeds 2 --out runs/adv-quick
     segan experiment adversarial --preset reference --out notebooks/results/adversarial
@@ -16,8 +18,8 @@ import shlex
 import statistics
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
+from segan_lib._files import check_writable_dir
 from segan_lib.experiments.registry import EXPERIMENTS
 from segan_lib.experiments.results import as_float
 from segan_lib.experiments.runner import experiment_command, run_experiment
@@ -45,9 +47,11 @@ def parse_seeds(text: str) -> int | list[int]:
 
 def add_experiment_command(commands: argparse._SubParsersAction) -> None:
     """Add ``segan experiment`` to the ``segan`` sub-commands."""
+    summary, examples = __doc__.split("\n\nExamples::\n\n")  # the help shows both, as written here
     parser = commands.add_parser(
         "experiment", help="run an experiment's arms on paired seeds and print the computed verdicts",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=summary.split("\n\n", 1)[1], epilog="examples:\n" + examples.rstrip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("name", choices=tuple(EXPERIMENTS), help="the experiment")
     add("--preset", choices=PRESET_NAMES, default="quick",
@@ -82,7 +86,7 @@ def format_arm_table(results: Mapping[str, object]) -> str:
 
 def run_experiment_command(args: argparse.Namespace) -> int:
     """``segan experiment``: run (or resume) the experiment, print scores and verdicts."""
-    out = Path(args.out or f"runs/{args.name}-{args.preset}")
+    out = check_writable_dir(args.out or f"runs/{args.name}-{args.preset}", "--out")  # before any arm runs
     seeds = EXPERIMENTS[args.name].preset(args.preset).seeds if args.seeds is None else args.seeds
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
     argv = sys.argv[1:]

@@ -32,11 +32,12 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+
+from segan_lib._files import write_atomic  # re-exported: runner and figures write through it
 
 SCHEMA_VERSION = 2  # 2: primary_metrics, and verdicts with paired t intervals, Holm and permutation p-values
 REQUIRED_KEYS = ("schema", "experiment", "description", "preset", "settings", "seeds", "held_out_seed", "command",
@@ -108,21 +109,6 @@ def environment(device: torch.device) -> dict[str, object]:
         "device": str(device),
         "device_name": device_name,
     }
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so a reader (or a crash) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | Path, data: object) -> None:

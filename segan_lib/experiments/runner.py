@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from segan_lib import course
+from segan_lib._files import check_writable_dir
 from segan_lib.experiments.curves import CURVE_IMAGES, curve_callback, label_curve_summary, plateau_summary
 from segan_lib.experiments.labelled import labelled_training
 from segan_lib.experiments.regimes import regime_data
@@ -226,7 +227,7 @@ def run_experiment(experiment: str | Experiment, preset: str | Preset = "quick",
         raise ValueError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
     seeds = _resolve_seeds(seeds, preset, experiment.held_out_seed)
     torch_device = resolve_device(device)
-    out = None if out is None else Path(out)
+    out = None if out is None else check_writable_dir(out, "out")  # before any run, not after the first
     if command is None:
         command = experiment_command(experiment.name, preset_name, seeds, out, device)
     threads = torch.get_num_threads()

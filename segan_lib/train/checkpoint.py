@@ -14,19 +14,20 @@ weights_only=True)``, which cannot run code hidden in a file::
 
 Writes are atomic: the file is written to a temporary name in the same folder, flushed
 to disk (``fsync``) and renamed over the old one (``os.replace``), so a run killed at any
-moment leaves either the previous checkpoint or the new one, never half a file.
+moment leaves either the previous checkpoint or the new one, never half a file. Its mode
+is ``0o666`` less the user's umask, as for any file the user creates.
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from segan_lib._files import check_writable_dir, write_atomic  # noqa: F401 (check_writable_dir: its old home)
 
 CHECKPOINT_FORMAT = "segan_lib.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -85,50 +86,11 @@ def _check_plain(value: object, where: str) -> None:
         )
 
 
-def check_writable_dir(path: str | Path, name: str = "checkpoint_dir") -> Path:
-    """``Path(path)`` if files can be written there, else a one-sentence ``ValueError`` naming ``name`` and ``path``.
-
-    Creates nothing: ``path`` may not exist yet, as long as its nearest existing ancestor is
-    a folder in which a file can be created (a probe file, removed at once, which tells no
-    permission and a read-only file system apart as the kernel sees them, root included).
-    Called before a run starts, so a bad output folder fails in a second, not after training.
-    """
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing.parent != existing:  # exists() is False for afile/sub too
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{name} {path} cannot be created: {existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise ValueError(f"{name} {path} cannot be written ({error.strerror or error})") from error
-    return path
-
-
 def atomic_save(payload: Mapping[str, object], path: str | Path) -> Path:
     """``torch.save(payload, path)`` via a temporary file in the same folder, ``fsync`` and
-    ``os.replace``: readers see the old file or the complete new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
+    ``os.replace`` (:func:`segan_lib._files.write_atomic`): readers see the old file or the
+    complete new one, never a partial one; the file's mode is ``0o666`` less the umask."""
+    return write_atomic(path, lambda handle: torch.save(dict(payload), handle), durable=True)
 
 
 def save_checkpoint(
@@ -199,8 +161,9 @@ def load_checkpoint(
     stored_method = payload["meta"].get("method")
     if method is not None and stored_method != method:
         raise CheckpointError(
-            f"checkpoint {path} was written by method {stored_method!r}, not {method!r}; "
-            f"resume or evaluate it with --method {stored_method}"
+            f"checkpoint {path} was written by method {stored_method!r}, not {method!r}; only a "
+            f"{stored_method} run can resume from it (segan train --method {stored_method}), while segan eval "
+            "and segan predict take the method from the checkpoint"
         )
     return payload
 

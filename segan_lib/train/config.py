@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from segan_lib._checks import check_choice
-from segan_lib.train.checkpoint import check_writable_dir
+from segan_lib._files import check_writable_dir
 
 AMP_CHOICES = ("auto", "bf16", "off")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
