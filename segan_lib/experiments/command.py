@@ -55,9 +55,10 @@ def add_experiment_command(commands: argparse._SubParsersAction) -> None:
     add = parser.add_argument
     add("name", choices=tuple(EXPERIMENTS), help="the experiment")
     add("--preset", choices=PRESET_NAMES, default="quick",
-        help="quick (a CPU, minutes), reference (3 seeds, a 2-core CPU in under an hour), full (a GPU)")
+        help="quick (a CPU, minutes: shows the pipeline, proves nothing), reference (5 paired seeds, about 3 "
+             "hours of one CPU thread, resumable), full (a GPU)")
     add("--seeds", type=parse_seeds, default=None,
-        help="paired seeds: a count N (seeds 0..N-1) or a list 0,2,3 (default: the preset's, 3)")
+        help="paired seeds: a count N (seeds 0..N-1) or a list 0,2,3 (default: the preset's)")
     add("--out", help="folder of results.json, runs/ and the figures (default runs/NAME-PRESET)")
     add("--device", type=device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
     add("--no-progress", action="store_true", help="no progress bar")

@@ -10,8 +10,9 @@ adversarial term); verdicts compare each arm with its baseline.
 
 A *regime* says which data the arms of it train and are scored on (clean SynthShapes, or
 noisy and occluded images, see :mod:`segan_lib.experiments.regimes`). A *preset* says how
-big the run is: ``quick`` (a CPU, a couple of minutes), ``reference`` (every arm, 3 seeds,
-a 2-core CPU in well under an hour) and ``full`` (a GPU).
+big the run is: ``quick`` (a CPU, a couple of minutes: shows the pipeline, proves nothing),
+``reference`` (every arm, at least 5 paired seeds, baselines trained to a plateau, about 3 hours
+of one CPU thread in the background, resumable run by run) and ``full`` (a GPU).
 
 Everything here is plain data, so a run can record it and a resumed run can check that it
 continues the same experiment.
