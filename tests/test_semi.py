@@ -51,8 +51,9 @@ def semi_trainer(checkpoint_dir=None, *, data=None, callbacks=(), **options) -> 
     two unlabelled epochs), checkpoints every 2 steps into ``checkpoint_dir``."""
     labelled, unlabelled = split_labelled(PairTensors() if data is None else data, count=8, seed=0)
     strategy = tiny_semi(unlabelled, **options)
+    # the fp32 path (amp="off"): one and two processes must agree to 1e-5, which bf16's rounding would not
     config = TrainConfig(epochs=4, batch_size=4, log_every=1, checkpoint_every=2, progress=False, device="cpu",
-                         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir))
+                         amp="off", checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir))
     return Trainer(strategy, labelled, num_classes=4, config=config, callbacks=callbacks)
 
 
