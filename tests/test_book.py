@@ -1,7 +1,7 @@
 """The course website: ``segan book`` builds it, and headless Chromium reads it offline.
 
 The fast tests check the parts that decide what a page says: the course map, the shaping of
-an executed notebook into a page, the tables of a results.json, and the errors a user meets.
+an executed notebook into a page, and the errors a user meets (result pages: test_book_results.py).
 
 The browser tests build one site (``03_losses`` executed in quick mode, plus a small pinned
 result made here) and serve it from 127.0.0.1; Chromium may load nothing from anywhere else
@@ -30,7 +30,6 @@ from segan_lib.assignments import course_notebooks
 from segan_lib.book import build as book_build
 from segan_lib.book.execute import WIDGET_MIME, prepare_page
 from segan_lib.book.lessons import RunMeasurement, course_map_markdown, read_lesson
-from segan_lib.book.results import json_markdown
 from segan_lib.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,18 +61,6 @@ def test_course_map_links_built_lessons_and_states_measured_runs(tmp_path):
     assert "**1 min 15 s**, 1.2 GB RAM" in losses_row  # 75.4 s; 1.234e9 bytes
     other = next(row for row in rows if "02 ·" in row)
     assert "{doc}" not in other and "not in this build" in other and "not run in this build" in other
-
-
-def test_results_json_becomes_tables():
-    data = {"command": "segan experiment adversarial --preset reference", "seeds": [0, 1, 2],
-            "arms": {"ce": {"dice": 0.81234, "iou": 0.7}, "ce+adv": {"dice": 0.8, "iou": 0.69}},
-            "runs": [{"arm": "ce", "seed": 0, "metrics": {"dice": 0.5}}]}
-    text = json_markdown(data, level=3)
-    assert "| command | segan experiment adversarial --preset reference |" in text
-    assert "| seeds | [0, 1, 2] |" in text
-    assert "### arms\n\n| name | dice | iou |" in text
-    assert "| ce | 0.8123 | 0.7 |" in text  # 4 significant digits
-    assert "| arm | seed | metrics.dice |" in text and "| ce | 0 | 0.5 |" in text
 
 
 def _widget_output(with_png: bool) -> nbformat.NotebookNode:
