@@ -138,7 +138,7 @@ def editions(tmp_path_factory):
     for edition in ("student", "teacher"):
         report = book_build.build_book(root / edition, execute=False, build_dir=root / f"build-{edition}",
                                        results_dir=root / "no-results", edition=edition)
-        assert report.edition == edition
+        assert report.edition == edition and report.warning_count == 0, report.warnings_file.read_text()
         sites[edition] = report.out
     sites["releases"] = root / "build-student" / "course" / "release"  # made by the student build
     return sites

@@ -205,6 +205,10 @@ LAYOUT = """() => {
     for (const math of document.querySelectorAll('mjx-container[display="true"]')) {
         if (past(math) && getComputedStyle(math).overflowX !== 'auto') cut.push('math: ' + math.textContent.slice(0, 60));
     }
+    for (const math of document.querySelectorAll('article p mjx-container:not([display="true"])')) {
+        const scrolls = getComputedStyle(math).overflowX === 'auto' || math.closest('.pst-scrollable-table-container');
+        if (math.getBoundingClientRect().right > column && !scrolls) cut.push('inline math: ' + math.textContent);
+    }
     const small = [...document.querySelectorAll('main img')].filter(img => img.naturalWidth > 0 && (
         img.getBoundingClientRect().width < Math.min(img.naturalWidth, %s * img.naturalWidth) - 1
         || !img.closest('a.segan-full-size') || img.closest('a').getAttribute('href') !== img.getAttribute('src')))
@@ -256,6 +260,7 @@ def test_build_writes_the_site_and_nothing_beside_it(site):
     assert not (out / "genindex.html").exists() and not list(out.glob("_sources/**/*.*"))
     assert report.lessons == tuple(BUILT_LESSONS) and report.experiments == tuple(sorted(EXPERIMENTS))
     assert report.measurements["03_losses"].mode == "quick" and report.edition == "student"
+    assert report.warning_count == 0, report.warnings_file.read_text()
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))

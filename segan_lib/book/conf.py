@@ -49,7 +49,7 @@ html_theme_options = {
     "home_page_in_toc": False,  # the site title above the navigation leads home
     "navbar_persistent": [],  # one search box: the one in the navigation
     # Result pages give the right-hand column to their wide tables (their sections are few).
-    "secondary_sidebar_items": {"**": ["page-toc.html"], "results/*": []},
+    "secondary_sidebar_items": {"index": ["page-toc.html"], "lessons/*": ["page-toc.html"], "results/*": []},
     "navigation_with_keys": False,
 }
 html_context = {"default_mode": "auto"}  # light or dark as the reader's system prefers

@@ -1,6 +1,7 @@
-// The course website's figures (segan_lib/book/conf.py loads this file): each image of a lesson's
-// outputs or a result page opens at full size when clicked, and is never drawn smaller than
-// MIN_SCALE of its own size, so the text in it stays readable; a wider one scrolls sideways.
+// The course website's own script (segan_lib/book/conf.py loads this file). Figures: each image of
+// a lesson's outputs or a result page opens at full size when clicked, and is never drawn smaller
+// than MIN_SCALE of its own size, so the text in it stays readable; a wider one scrolls sideways.
+// Inline formulas: one wider than its paragraph (on a phone) scrolls sideways instead of being cut.
 (function () {
   "use strict";
   const MIN_SCALE = 0.6;
@@ -29,8 +30,22 @@
     }
   }
 
+  function fitFormulas() {
+    document.querySelectorAll("article mjx-container:not([display='true'])").forEach((math) => {
+      math.classList.remove("segan-wide-formula");  // measured at its own width
+      const column = math.parentElement.getBoundingClientRect().width;
+      if (math.getBoundingClientRect().width > column + 1) {
+        math.classList.add("segan-wide-formula");  // wider than its paragraph: no line break can help
+      }
+    });
+  }
+
   function start() {
     document.querySelectorAll("div.cell_output img, main figure img").forEach(prepare);
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      MathJax.startup.promise.then(fitFormulas);
+      window.addEventListener("resize", fitFormulas);
+    }
   }
 
   if (document.readyState === "loading") {
