@@ -40,7 +40,8 @@ def close_figures():
 LONGEST_FIRST = (
     "tests/test_cli.py",                          # [130] segan train --quick
     "tests/test_assignments.py",                  # [115] nbgrader grades two notebooks, two kernels
-    "tests/test_book.py",                         # [85] the website executes lesson 03
+    "tests/test_book_site.py",                    # [85] the website executes lesson 03
+    "tests/test_book_editions.py",                # [30] a student and a teacher site, not executed
     "notebooks/04_adversarial_segmentation.ipynb",  # [81] the notebooks under nbval
     "notebooks/02_unet.ipynb",                    # [73]
     "notebooks/05_semi_supervised.ipynb",         # [66]

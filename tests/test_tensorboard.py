@@ -1,5 +1,5 @@
 """TensorBoard logs: every player's scalars, the learning rates, the validation metrics and the
-prediction overlays read back with tensorboard's own EventAccumulator at the steps of the
+prediction grid (image | truth | prediction) read back with tensorboard's own EventAccumulator at the steps of the
 History; a resumed run leaves one curve per tag; only rank 0 writes; a missing tensorboard
 package stops at once with a one-sentence message."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ from segan_lib.data.synthetic import SynthShapes
 from segan_lib.models import UNet
 from segan_lib.train import TrainConfig, Trainer, distributed
 from segan_lib.train.segan import SeganStrategy
-from segan_lib.train.tensorboard import MISSING_TENSORBOARD, TensorBoardLogger, open_tensorboard
+from segan_lib.train.tensorboard import GAP, HEADER, MISSING_TENSORBOARD, TensorBoardLogger, open_tensorboard
 from segan_lib.viz.segmentation import denormalize, overlay
 
 from builders import PairData, free_port, supervised_trainer
@@ -85,12 +85,13 @@ def test_validation_metrics_at_each_evaluation(segan_run):
         assert values == pytest.approx([dice[k] for dice in history["val_dice"]], rel=1e-6)
 
 
-def test_prediction_overlays_show_image_truth_and_prediction(segan_run):
+def test_prediction_grid_has_a_row_per_sample_and_labelled_columns(segan_run):
     trainer, history, events = segan_run
     pictures = events.Images("val/predictions")
     assert [p.step for p in pictures] == history["val_step"]
     grid = np.asarray(Image.open(io.BytesIO(pictures[-1].encoded_image_string)).convert("RGB"))
-    assert grid.shape == (16, 4 * 3 * 16, 3)  # 4 samples side by side, each image | truth | prediction
+    side, gap, header = 96, GAP, HEADER  # 16 px samples enlarged 6 times
+    assert grid.shape == (header + gap + 4 * (side + gap), gap + 3 * (side + gap), 3)  # 4 rows, 3 columns
     images, masks = zip(*(trainer.val_data[i] for i in range(4)))
     images, masks = torch.stack(images), torch.stack(masks)
     segmentor = trainer.strategy.segmentor.eval()  # the weights after the last step, as at that evaluation
@@ -98,10 +99,20 @@ def test_prediction_overlays_show_image_truth_and_prediction(segan_run):
         predicted = segmentor(images).argmax(dim=1)  # (4, 16, 16)
     expected = [denormalize(images), overlay(images, masks, 4), overlay(images, predicted, 4)]  # (4, 16, 16, 3)
     for sample in range(4):
-        for panel, pictures_expected in enumerate(expected):
-            left = (3 * sample + panel) * 16
-            want = (pictures_expected[sample] * 255).astype(np.uint8)  # how add_images quantises
-            assert np.abs(grid[:, left:left + 16].astype(int) - want).max() <= 1, (sample, panel)
+        top = header + gap + sample * (side + gap)
+        for column, pictures_expected in enumerate(expected):
+            left = gap + column * (side + gap)
+            want = (pictures_expected[sample] * 255).astype(np.uint8).repeat(6, axis=0).repeat(6, axis=1)
+            assert np.abs(grid[top:top + side, left:left + side].astype(int) - want).max() <= 1, (sample, column)
+    # The truth differs from the plain image where a shape is; the prediction differs from the truth
+    # somewhere after two short epochs (else the columns could have been swapped unnoticed).
+    assert (masks > 0).any() and not np.allclose(expected[0], expected[1])
+    assert (predicted != masks).any() and not np.allclose(expected[1], expected[2])
+    titles = grid[:header].min(axis=2)  # the white band above the panels, with one dark title per column
+    spans = [titles[:, gap + c * (side + gap):gap + c * (side + gap) + side] for c in range(3)]
+    assert all((span < 128).sum() > 20 for span in spans), "each column has its title"
+    widths = [np.ptp(np.flatnonzero((span < 128).any(axis=0))) for span in spans]
+    assert widths[1] < widths[0] < widths[2], widths  # "truth" is the shortest title, "prediction" the longest
 
 
 def test_resumed_run_leaves_one_curve_per_tag(tmp_path):

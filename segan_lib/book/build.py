@@ -3,10 +3,12 @@
 ``build_book(out)`` goes through four steps, each reported on the terminal:
 
 1. the nbgrader student release of each lesson (:func:`segan_lib.assignments.make_release`);
-2. each lesson executed in quick mode (:mod:`segan_lib.book.execute`), ``jobs`` at a time,
-   or only copied when ``execute=False``;
-3. the generated sources in ``build_dir/src``: ``index.md`` (course map), ``lessons/``,
-   ``results/`` (pinned reference results, :mod:`segan_lib.book.results`), ``downloads/``;
+2. each lesson (solved) executed in quick mode (:mod:`segan_lib.book.execute`), ``jobs`` at a
+   time, or only copied when ``execute=False``;
+3. the generated sources in ``build_dir/src``: ``index.md`` (course map), ``lessons/`` (in the
+   student edition, the default, with the release's cell sources: :mod:`segan_lib.book.edition`),
+   ``results/`` (pinned reference results, :mod:`segan_lib.book.results`), ``downloads/`` (the
+   release notebooks; the solved ones too in the teacher edition only);
 4. ``sphinx-build`` with the settings in ``segan_lib/book/conf.py`` into ``build_dir/html``,
    which then replaces ``out`` (moved next to it first), so ``out`` is never half-written.
 """
@@ -29,10 +31,11 @@ from tqdm.auto import tqdm
 
 from segan_lib._files import check_writable_dir
 from segan_lib.assignments import course_notebooks, default_notebooks_dir, make_release
+from segan_lib.book.edition import STUDENT, TEACHER_BANNER, check_edition, with_release_sources
 from segan_lib.book.execute import CELL_TIMEOUT_S, BookError, execute_lesson_job, prepare_page, write_notebook
 from segan_lib.book.lessons import (Lesson, RunMeasurement, course_map_markdown, format_bytes, format_seconds,
                                    read_lesson)
-from segan_lib.book.pages import index_page
+from segan_lib.book.pages import index_page, repository_url
 from segan_lib.book.results import experiment_page, find_experiments
 
 CONF_DIR = Path(__file__).resolve().parent
@@ -49,9 +52,10 @@ FAVICON_SVG = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">
 
 @dataclass(frozen=True)
 class BookReport:
-    """What a build made: the site folder, its lessons, measured runs, experiments, warnings."""
+    """What a build made: the site folder, its edition, lessons, measured runs, experiments, warnings."""
 
     out: Path
+    edition: str
     lessons: tuple[str, ...]
     measurements: dict[str, RunMeasurement]
     experiments: tuple[str, ...]
@@ -99,12 +103,22 @@ def _execute_all(jobs_list: list[tuple[Path, Path]], jobs: int,
     return measurements
 
 
-def _run_sphinx(src: Path, html: Path, doctrees: Path, warnings_file: Path, jobs: int) -> int:
-    """``python -m sphinx`` in a subprocess; returns the number of warnings, raises ``BookError`` on failure."""
+def _run_sphinx(src: Path, html: Path, doctrees: Path, warnings_file: Path, jobs: int, edition: str) -> int:
+    """``python -m sphinx`` in a subprocess; returns the number of warnings, raises ``BookError`` on failure.
+
+    Settings that depend on the build are passed with ``-D``: the icon, the repository link and,
+    in the teacher edition, the banner on every page.
+    """
     favicon = doctrees.parent / "favicon.svg"
     favicon.write_text(FAVICON_SVG, encoding="utf-8")
+    settings = {"html_favicon": favicon, "html_theme_options.repository_url": repository_url(),
+                "html_theme_options.use_repository_button": "true"}
+    if edition != STUDENT:
+        settings["html_theme_options.announcement"] = TEACHER_BANNER
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-E", "-j", str(jobs), "-c", str(CONF_DIR),
-               "-d", str(doctrees), "-w", str(warnings_file), "-D", f"html_favicon={favicon}", str(src), str(html)]
+               "-d", str(doctrees), "-w", str(warnings_file)]
+    command += [argument for name, value in settings.items() for argument in ("-D", f"{name}={value}")]
+    command += [str(src), str(html)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise BookError(f"sphinx-build failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
@@ -125,9 +139,12 @@ def _replace_folder(new: Path, out: Path) -> None:
 
 def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only: Sequence[str] | None = None,
                execute: bool = True, jobs: int = 1, build_dir: str | Path = "build/book",
-               results_dir: str | Path | None = None, cell_timeout: int = CELL_TIMEOUT_S) -> BookReport:
+               results_dir: str | Path | None = None, cell_timeout: int = CELL_TIMEOUT_S,
+               edition: str = STUDENT) -> BookReport:
     """Build the course website into ``out`` (see the module docstring); returns what was built.
 
+    ``edition``: ``"student"`` (default: no solution and no hidden test anywhere in the site) or
+    ``"teacher"`` (the solved notebooks, hidden tests included).
     ``only``: starts of lesson names (``["02", "03"]``), as ``segan assignments --only``; the
     course map still lists every lesson. ``results_dir``: pinned results (default
     ``<notebooks>/results``; absent is fine). ``cell_timeout``: seconds one cell may run.
@@ -135,6 +152,7 @@ def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only
     ``BookError`` if a lesson or Sphinx fails.
     """
     check_docs_dependencies()
+    check_edition(edition)
     for name, value in (("jobs", jobs), ("cell_timeout", cell_timeout)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
@@ -153,8 +171,11 @@ def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only
     started = time.perf_counter()
     _say(f"[1/4] student releases of {len(chosen)} lesson(s) with nbgrader")
     make_release(build_dir / "course", folder, only=[path.stem for path in chosen], force=True)
+    releases = {path.stem: build_dir / "course" / "release" / path.stem / path.name for path in chosen}
     for path in chosen:
-        for kind, copy in (("source", path), ("release", build_dir / "course" / "release" / path.stem / path.name)):
+        copies = {"release": releases[path.stem]} if edition == STUDENT else {"source": path,
+                                                                              "release": releases[path.stem]}
+        for kind, copy in copies.items():
             (src / "downloads" / kind).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(copy, src / "downloads" / kind / path.name)
 
@@ -167,23 +188,28 @@ def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only
         measurements = {}
     for path in chosen:
         notebook = nbformat.read(executed_dir / path.name if execute else path, as_version=4)
-        page = prepare_page(notebook, path.stem, measurements.get(path.stem), execute)
+        if edition == STUDENT:
+            try:
+                notebook = with_release_sources(notebook, nbformat.read(releases[path.stem], as_version=4), path.stem)
+            except ValueError as error:
+                raise BookError(str(error)) from error
+        page = prepare_page(notebook, path.stem, measurements.get(path.stem), execute, edition)
         write_notebook(page, src / "lessons" / path.name)
 
-    _say(f"[3/4] pages: course map, {len(chosen)} lesson(s), {len(experiments)} result page(s)")
+    _say(f"[3/4] pages ({edition} edition): course map, {len(chosen)} lesson(s), {len(experiments)} result page(s)")
     for experiment in experiments:
         (src / "results" / f"{experiment.name}.md").parent.mkdir(parents=True, exist_ok=True)
         (src / "results" / f"{experiment.name}.md").write_text(experiment_page(experiment, src / "results"),
                                                                encoding="utf-8")
     course_map = course_map_markdown(lessons, {path.stem for path in chosen}, measurements)
     (src / "index.md").write_text(index_page(course_map, [p.stem for p in chosen], [e.name for e in experiments],
-                                             measurements), encoding="utf-8")
+                                             measurements, edition), encoding="utf-8")
 
     _say("[4/4] sphinx-build (html)")
     html = build_dir / "html"  # inside the build folder: MyST-NB writes jupyter_execute/ next to it
     shutil.rmtree(html, ignore_errors=True)
     warnings_file = build_dir / "sphinx-warnings.txt"
-    warning_count = _run_sphinx(src, html, build_dir / "doctrees", warnings_file, jobs)
+    warning_count = _run_sphinx(src, html, build_dir / "doctrees", warnings_file, jobs, edition)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.new{os.getpid()}")
     try:
@@ -194,5 +220,5 @@ def build_book(out: str | Path, *, notebooks_dir: str | Path | None = None, only
     _say(f"site in {out} ({time.perf_counter() - started:.0f} s); preview: python -m http.server -d {out}")
     if warning_count:
         _say(f"{warning_count} Sphinx warning(s): see {warnings_file}")
-    return BookReport(out, tuple(p.stem for p in chosen), measurements, tuple(e.name for e in experiments),
+    return BookReport(out, edition, tuple(p.stem for p in chosen), measurements, tuple(e.name for e in experiments),
                       warnings_file, warning_count)

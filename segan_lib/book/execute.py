@@ -11,7 +11,9 @@ site never shows a traceback.
   (``segan_lib.widgets.PngFallback``); the page keeps that picture, drops the widget view
   (it would need JavaScript from a CDN) and adds a note that the widget is live in JupyterLab;
 * other widget outputs (tqdm's notebook progress bars) have no picture and are dropped;
-* a box under the introduction links the notebook source and its nbgrader student release.
+* nbval's marker lines (``# NBVAL_CHECK_OUTPUT``) are taken out of the cells shown;
+* a box under the introduction links the lesson's downloads: the nbgrader student release,
+  and in the teacher edition the solved notebook too (:mod:`segan_lib.book.edition`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 
+from segan_lib.book.edition import STUDENT, check_edition, without_nbval_markers
 from segan_lib.book.lessons import RunMeasurement, format_bytes, format_seconds
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -109,8 +112,8 @@ def _markdown_cell(text: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(text)
 
 
-def downloads_box(name: str, measurement: RunMeasurement | None, executed: bool) -> str:
-    """The box under a lesson's introduction: its two downloads, and how its outputs were made."""
+def downloads_box(name: str, measurement: RunMeasurement | None, executed: bool, edition: str = STUDENT) -> str:
+    """The box under a lesson's introduction: its downloads, and how its outputs were made."""
     if not executed:
         ran = "This page was built without running the notebook, so it shows no outputs."
     else:
@@ -119,22 +122,31 @@ def downloads_box(name: str, measurement: RunMeasurement | None, executed: bool)
             ran += (f": {format_seconds(measurement.seconds)}, peak RAM {format_bytes(measurement.max_rss_bytes)}, "
                     f"on the machine that built this site")
         ran += ". On a GPU, full mode trains larger models for longer."
-    return "\n".join([
-        "```{admonition} Run this lesson yourself",
-        ":class: tip lesson-downloads",
-        f"* {{download}}`Notebook source <../downloads/source/{name}.ipynb>`: this lesson as shown here,"
-        " exercises solved; open it in JupyterLab with the course installed.",
-        f"* {{download}}`Student release <../downloads/release/{name}.ipynb>`: the nbgrader version made by"
-        " `segan assignments`, solutions replaced by `raise NotImplementedError()`, graded tests locked.",
-        "",
-        ran,
-        "```",
-    ])
+    if edition == STUDENT:
+        downloads = [f"* {{download}}`Lesson notebook <../downloads/release/{name}.ipynb>`: this lesson with its"
+                     " exercises to solve (the nbgrader student release: write your code where it says"
+                     " `# YOUR CODE HERE`, then run the test cell below it); open it in JupyterLab with the course"
+                     " installed."]
+        if executed:
+            ran += " The exercises and their tests show no outputs here: those come from your own solution."
+    else:
+        downloads = [f"* {{download}}`Notebook source <../downloads/source/{name}.ipynb>`: this lesson as shown"
+                     " here, exercises solved; open it in JupyterLab with the course installed.",
+                     f"* {{download}}`Student release <../downloads/release/{name}.ipynb>`: the nbgrader version made"
+                     " by `segan assignments`, solutions replaced by `raise NotImplementedError()`, graded tests"
+                     " locked."]
+    lines = ["```{admonition} Run this lesson yourself", ":class: tip lesson-downloads", *downloads]
+    return "\n".join([*lines, "", ran, "```"])
 
 
 def prepare_page(notebook: nbformat.NotebookNode, name: str, measurement: RunMeasurement | None,
-                 executed: bool) -> nbformat.NotebookNode:
-    """The notebook as its page shows it (see the module docstring); ``notebook`` is not modified."""
+                 executed: bool, edition: str = STUDENT) -> nbformat.NotebookNode:
+    """The notebook as its page shows it (see the module docstring); ``notebook`` is not modified.
+
+    In the student edition ``notebook`` already holds the release's sources
+    (:func:`segan_lib.book.edition.with_release_sources`); ``edition`` picks the downloads.
+    """
+    check_edition(edition)
     page = nbformat.from_dict(json.loads(json.dumps(notebook)))  # a deep copy
     page.metadata.pop("widgets", None)
     cells = []
@@ -142,6 +154,7 @@ def prepare_page(notebook: nbformat.NotebookNode, name: str, measurement: RunMea
         cells.append(cell)
         if cell.cell_type != "code":
             continue
+        cell.source = without_nbval_markers(cell.source)
         outputs, has_fallback = [], False
         for output in cell.get("outputs", []):
             data = output.get("data", {})
@@ -155,7 +168,7 @@ def prepare_page(notebook: nbformat.NotebookNode, name: str, measurement: RunMea
         if has_fallback:
             cells.append(_markdown_cell(WIDGET_NOTE))
     first_markdown = next((index for index, cell in enumerate(cells) if cell.cell_type == "markdown"), -1)
-    cells.insert(first_markdown + 1, _markdown_cell(downloads_box(name, measurement, executed)))
+    cells.insert(first_markdown + 1, _markdown_cell(downloads_box(name, measurement, executed, edition)))
     page.cells = cells
     return page
 

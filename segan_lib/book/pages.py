@@ -1,10 +1,17 @@
-"""The home page of the course website: what the course is, the course map, the hardware of each mode."""
+"""The home page of the course website: what the course is, its edition, the course map, the
+hardware of each mode; and the repository the site links to."""
 from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
+from segan_lib.book.edition import STUDENT, TEACHER
 from segan_lib.book.lessons import RunMeasurement, format_bytes
+
+# The repository, as pyproject.toml's [project.urls] names it; used when that file is not at hand
+# (segan_lib installed from a wheel).
+REPOSITORY_URL = "https://github.com/segan-course/segan-course"
 
 INTRO = """\
 # Adversarial networks for semantic segmentation
@@ -16,9 +23,25 @@ numerically in a cell; every claim about a paper names the paper.
 
 Each lesson page below shows the notebook with its outputs. To run a lesson, download it from
 the box at the top of its page and open it in JupyterLab with the course installed
-(`pip install -e ".[dev]"` from the repository; see its README). Teachers: each page also links
-the lesson's **student release**, the nbgrader assignment that `segan assignments` makes.
+(`pip install -e ".[dev]"` from [the repository]({repository}); see its README).
+
+{edition}
 """
+
+EDITION_NOTES = {
+    STUDENT: """```{admonition} Student edition
+:class: note site-edition
+The exercises appear as you get them (the nbgrader student release made by
+`segan assignments`): write your own code where a cell says `# YOUR CODE HERE`. No solution is
+published on this site.
+```""",
+    TEACHER: """```{admonition} Teacher edition
+:class: warning site-edition
+Every lesson shows its exercises solved, with the hidden tests nbgrader grades with, and links
+both the solved notebook and the student release. Do not publish this site to students:
+`segan book` builds the student edition by default.
+```""",
+}
 
 MODES = """\
 ## Quick mode and full mode
@@ -57,12 +80,29 @@ def machine_description() -> str:
     return text
 
 
+def repository_url(pyproject: Path | None = None) -> str:
+    """The ``Repository`` entry of ``[project.urls]`` in the checkout's ``pyproject.toml``, else
+    :data:`REPOSITORY_URL` (a wheel install has no pyproject.toml; Python 3.10 has no tomllib)."""
+    path = pyproject or Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        import tomllib
+
+        with open(path, "rb") as file:
+            project = tomllib.load(file).get("project", {})
+    except (ImportError, OSError, ValueError):  # tomllib.TOMLDecodeError is a ValueError
+        return REPOSITORY_URL
+    if project.get("name") != "segan-course":  # some other project's file
+        return REPOSITORY_URL
+    return project.get("urls", {}).get("Repository", REPOSITORY_URL)
+
+
 def index_page(course_map: str, built: list[str], experiments: list[str],
-               measurements: dict[str, RunMeasurement]) -> str:
-    """MyST Markdown of ``index.md``: intro, course map, modes and hardware, and the site's toctrees."""
+               measurements: dict[str, RunMeasurement], edition: str = STUDENT) -> str:
+    """MyST Markdown of ``index.md``: intro and edition, course map, modes and hardware, and the site's toctrees."""
     peaks = [m.max_rss_bytes for m in measurements.values() if m.max_rss_bytes is not None]
     ram = format_bytes(max(peaks)) if peaks else "not measured (no lesson executed)"
-    parts = [INTRO, "## Course map",
+    intro = INTRO.format(repository=repository_url(), edition=EDITION_NOTES[edition])
+    parts = [intro, "## Course map",
              "The lessons in order. Each builds on the ones named under *prerequisites*.",
              course_map, MODES.format(ram=ram, machine=machine_description())]
     if experiments:

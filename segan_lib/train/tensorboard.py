@@ -8,8 +8,9 @@ the :class:`~segan_lib.train.Trainer` write, on rank 0 only, with the global ste
                       loss_segmentor, loss_critic, grad_norm_<player>, d_acc_real, ...
     lr/<optimiser>    the learning rate of each optimiser (its first parameter group)
     val/<metric>      mean_dice, mean_iou, pixel_accuracy, dice_class_<k>, iou_class_<k>
-    val/predictions   images: for the first few validation samples, side by side, the image,
-                      the true mask over it and the predicted mask over it
+    val/predictions   one image: a grid with a row per validation sample (the first few) and
+                      three labelled columns, image | truth | prediction (the masks over the
+                      image), each panel enlarged to at least 96 pixels so the labels fit
 
 Then ``tensorboard --logdir runs/x/tensorboard``. The ``tensorboard`` package is optional (in the
 ``dev`` extra): without it, asking for logs raises ``ImportError`` at once, before training.
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from segan_lib.metrics import logits_to_pred
 from segan_lib.train.strategy import unwrap
@@ -31,6 +35,10 @@ from segan_lib.train.strategy import unwrap
 MISSING_TENSORBOARD = ("TensorBoard logs need the optional tensorboard package, which is not installed: "
                        "pip install tensorboard (it is in the dev extra) or leave out --tensorboard / tensorboard_dir.")
 OVERLAY_SAMPLES = 4  # validation samples drawn at each evaluation
+COLUMN_TITLES = ("image", "truth", "prediction")
+MIN_PANEL = 96  # pixels: a 16x16 sample is enlarged 6 times (nearest neighbour), so it can be read
+GAP = 4  # white pixels between panels and around the grid
+HEADER = 22  # height of the band of column titles
 
 
 def require_tensorboard() -> type:
@@ -100,12 +108,13 @@ class TensorBoardLogger:
             else:
                 writer.add_scalar(f"val/{name}", float(value), step)
         if self.max_images and trainer.val_data is not None:
-            writer.add_images("val/predictions", self.prediction_strips(trainer), step, dataformats="NHWC")
+            grid = labelled_grid(dict(zip(COLUMN_TITLES, self.prediction_panels(trainer))))
+            writer.add_image("val/predictions", grid, step, dataformats="HWC")
         writer.flush()
 
-    def prediction_strips(self, trainer: object) -> np.ndarray:
-        """``(N, H, 3W, 3)`` float32 in [0, 1]: per sample, the image, the true mask over it and
-        the segmentor's prediction over it (eval mode, the trainer's autocast)."""
+    def prediction_panels(self, trainer: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Three ``(N, H, W, 3)`` float32 arrays in [0, 1]: the images, the true masks over them and
+        the segmentor's predictions over them (eval mode, the trainer's autocast)."""
         from segan_lib.viz.segmentation import denormalize, overlay
 
         images, masks = self._validation_samples(trainer.val_data)
@@ -122,7 +131,7 @@ class TensorBoardLogger:
         pictures = np.broadcast_to(pictures, (*pictures.shape[:3], 3))  # grey -> RGB
         true = overlay(images, masks, num_classes)  # (N, H, W, 3)
         predicted = overlay(images, logits_to_pred(logits), num_classes)
-        return np.concatenate([pictures, true, predicted], axis=2).astype(np.float32)  # side by side along W
+        return tuple(panel.astype(np.float32) for panel in (pictures, true, predicted))
 
     def _validation_samples(self, data: object) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``max_images`` pairs of ``data`` on the CPU, read once and kept."""
@@ -137,3 +146,31 @@ class TensorBoardLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def labelled_grid(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """One picture of ``columns`` (title -> ``(N, H, W, 3)`` in [0, 1]): a row per sample, a column
+    per title, the titles in a white band on top; ``(HEADER + N * (S + GAP) + GAP, C * (S + GAP) + GAP, 3)``
+    float32 with ``S = H * ceil(MIN_PANEL / H)`` (square samples: each enlarged by the same whole factor).
+
+    Panel ``(n, c)`` starts at row ``HEADER + GAP + n * (S + GAP)`` and column ``GAP + c * (S + GAP)``.
+    """
+    panels = list(columns.values())
+    count, height, width, _ = panels[0].shape
+    if any(panel.shape != panels[0].shape for panel in panels):
+        raise ValueError(f"columns: expected arrays of one shape, got {[panel.shape for panel in panels]}")
+    factor = math.ceil(MIN_PANEL / min(height, width))
+    tall, wide = height * factor, width * factor
+    grid = np.ones((HEADER + GAP + count * (tall + GAP), GAP + len(panels) * (wide + GAP), 3), np.float32)
+    for c, panel in enumerate(panels):
+        big = panel.repeat(factor, axis=1).repeat(factor, axis=2)  # (N, S, S, 3), nearest neighbour
+        left = GAP + c * (wide + GAP)
+        for n in range(count):
+            top = HEADER + GAP + n * (tall + GAP)
+            grid[top:top + tall, left:left + wide] = big[n]
+    band = Image.new("L", (grid.shape[1], HEADER), 255)
+    draw, font = ImageDraw.Draw(band), ImageFont.load_default(size=14)
+    for c, title in enumerate(columns):
+        draw.text((GAP + c * (wide + GAP) + wide / 2, HEADER - 4), title, fill=0, font=font, anchor="ms")
+    grid[:HEADER] = (np.asarray(band, np.float32) / 255.0)[..., None]
+    return grid
