@@ -97,9 +97,9 @@ def adversarial_arms(regime: str) -> tuple[Arm, ...]:
 
 
 PRESETS = {
-    # 24 arms x 2 seeds in about a minute of one CPU thread: 16 steps of 16 images of 32x32, a
+    # 24 arms x 2 seeds in about a minute of one CPU thread: 16 steps of 8 images of 32x32, a
     # U-Net of 8-16 channels. A demonstration that the whole pipeline runs, not a result.
-    "quick": Preset(size=32, num_classes=4, n_train=128, n_eval=32, epochs=2, batch_size=16, base_channels=8,
+    "quick": Preset(size=32, num_classes=4, n_train=128, n_eval=32, epochs=1, batch_size=8, base_channels=8,
                     depth=2, lr=5e-3, critic_base_channels=8, critic_depth=2, log_every=4, seeds=2, threads=1),
     # Every arm, 5 paired seeds: 1,600 steps of 16 images of 32x32 (16 epochs of 1,600 images), a
     # U-Net of 16-128 channels with batch norm; about 3 hours of one CPU thread on the fast path.
