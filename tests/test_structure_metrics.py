@@ -9,8 +9,8 @@ import torch
 from scipy import ndimage
 
 from segan_lib.metrics import (
-    STRUCTURE_KEYS, STRUCTURE_MEAN_KEYS, StructureMetrics, count_components, count_holes, euler_number,
-    label_components, structure_scores,
+    BOUNDARY_TOLERANCE, STRUCTURE_KEYS, STRUCTURE_MEAN_KEYS, StructureMetrics, count_components, count_holes,
+    euler_number, label_components, structure_scores,
 )
 from segan_lib.metrics.geometry import contour, distances_to_nearest, segment_quantile, surface, within_distance
 
@@ -60,6 +60,23 @@ def test_shifted_square_boundary_f1_by_hand():
     exact = structure_scores(pred, target, 2, tolerance=0)["boundary_f1"]
     assert exact.tolist() == [[pytest.approx(0.25), pytest.approx(0.5)]]
     assert structure_scores(pred, target, 2, tolerance=1)["boundary_f1"].tolist() == [[1.0, 1.0]]
+
+
+def test_default_tolerance_forgives_one_pixel_and_not_three_at_32_px():
+    # The comment on BOUNDARY_TOLERANCE (2 px): at 32 x 32, class 1 an 8 x 8 square. Grown by one pixel on
+    # every side, each contour pixel is 1 px (edges) or sqrt(2) px (corners) from the other contour: BF1 = 1.
+    # Grown by three, every contour pixel is 3 px or more away: P = R = 0, BF1 = 0. Tolerance 0 (what 0.75 %
+    # of the 45 px diagonal, 0.34 px, amounts to on the pixel grid) misses the one-pixel growth entirely.
+    assert BOUNDARY_TOLERANCE == 2.0
+    target = torch.zeros(1, 32, 32, dtype=torch.int64)
+    target[0, 12:20, 12:20] = 1
+    grown_one, grown_three = torch.zeros_like(target), torch.zeros_like(target)
+    grown_one[0, 11:21, 11:21] = 1
+    grown_three[0, 9:23, 9:23] = 1
+    assert structure_scores(grown_one, target, 2)["boundary_f1"][0, 1].item() == 1.0
+    assert structure_scores(grown_three, target, 2)["boundary_f1"][0, 1].item() == 0.0
+    diagonal_share = structure_scores(grown_one, target, 2, tolerance=0.0075 * 32 * math.sqrt(2))["boundary_f1"]
+    assert diagonal_share[0, 1].item() == 0.0
 
 
 def test_speck_hd95_and_topology_by_hand():
