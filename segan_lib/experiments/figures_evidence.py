@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from segan_lib.experiments.curves import mean_interval
 from segan_lib.experiments.verdicts import BETTER, WORSE, higher_is_better
@@ -143,6 +144,7 @@ def plot_label_curve(results: Mapping[str, object], metric: str = "dice", title:
     fractions = sorted({f for points in kinds.values() for f, _ in points})
     ax.set_xscale("log")
     ax.set_xticks(fractions, [f"1/{round(1 / f)}" if f < 1 else "1" for f in fractions])
+    ax.xaxis.set_minor_formatter(NullFormatter())  # the log axis's own minor labels (3x10^-2, ...) clutter it
     ax.set_xlabel("labelled fraction of the training images", fontsize=9)
     ax.set_ylabel(f"held-out mean {metric}", fontsize=9)
     ax.legend(fontsize=8)
