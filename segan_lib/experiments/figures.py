@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from segan_lib.experiments.figures_evidence import (
-    WEIGHT_OPTIONS, plot_dose_response, plot_label_curve, plot_plateau,
+    WEIGHT_OPTIONS, panel_grid, plot_dose_response, plot_label_curve, plot_plateau,
 )
 from segan_lib.experiments.results import write_atomic
 from segan_lib.experiments.spec import Experiment, Preset
@@ -129,9 +129,7 @@ def plot_player_curves(histories: Mapping[str, Mapping[int, Mapping[str, Sequenc
     """
     if not histories:
         raise ValueError("histories must hold at least one arm")
-    n_cols = min(3, len(histories))
-    n_rows = -(-len(histories) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.4 * n_rows), squeeze=False)
+    fig, axes = panel_grid(len(histories), 3, 3.0, 2.4)
     for ax, (arm, per_seed) in zip(axes.flat, histories.items()):
         for index, (seed, history) in enumerate(per_seed.items()):
             keys = [k for k in PLAYER_KEYS if k in history] or ["loss"]
@@ -143,8 +141,6 @@ def plot_player_curves(histories: Mapping[str, Mapping[int, Mapping[str, Sequenc
         ax.set_title(arm, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(histories):]:
-        ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

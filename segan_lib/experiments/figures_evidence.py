@@ -25,14 +25,23 @@ WEIGHT_OPTIONS = ("lambda_adv", "mae_weight")  # the dose of an adversarial arm
 DOSE_METRICS = ("dice", "boundary_f1", "hd95")
 
 
+def panel_grid(count: int, max_cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``count`` panels in rows of at most ``max_cols``, each ``width`` x ``height`` inches;
+    the unused panels of the last row are switched off. Returns ``(fig, axes)`` (a 2-D array)."""
+    n_cols = min(max_cols, count)
+    n_rows = -(-count // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def plot_plateau(plateau: Mapping[str, Mapping[str, object]], results: Mapping[str, object], title: str = "") -> Figure:
     """One panel per reference arm of ``plateau`` (:func:`~segan_lib.experiments.curves.plateau_summary`):
     held-out Dice against the step, every seed thin, the seed mean thick, the last quarter shaded."""
     if not plateau:
         raise ValueError("plateau must hold at least one arm (results of a preset with curve_every)")
-    n_cols = min(2, len(plateau))
-    n_rows = -(-len(plateau) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.4 * n_cols, 2.9 * n_rows), squeeze=False)
+    fig, axes = panel_grid(len(plateau), 2, 4.4, 2.9)
     for ax, (arm, summary) in zip(axes.flat, plateau.items()):
         for run in results["runs"].get(arm, {}).values():
             if run.get("curve"):
@@ -45,8 +54,6 @@ def plot_plateau(plateau: Mapping[str, Mapping[str, object]], results: Mapping[s
         ax.set_ylabel("held-out mean Dice", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, loc="lower right")
-    for ax in list(axes.flat)[len(plateau):]:
-        ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
