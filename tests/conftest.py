@@ -41,16 +41,17 @@ LONGEST_FIRST = (
     "tests/test_cli.py",                          # [130] segan train --quick
     "tests/test_assignments.py",                  # [115] nbgrader grades two notebooks, two kernels
     "tests/test_book_site.py",                    # [85] the website executes lesson 03
-    "tests/test_book_editions.py",                # [30] a student and a teacher site, not executed
-    "notebooks/04_adversarial_segmentation.ipynb",  # [81] the notebooks under nbval
-    "notebooks/02_unet.ipynb",                    # [73]
+    "notebooks/02_unet.ipynb",                    # [73] the notebooks under nbval
     "notebooks/05_semi_supervised.ipynb",         # [66]
     "notebooks/03_losses.ipynb",                  # [66]
     "notebooks/01_gan_basics.ipynb",              # [63]
     "tests/test_experiments.py",                  # [50] segan experiment adversarial --preset quick
+    "notebooks/04_adversarial_segmentation.ipynb",  # [30] (alone, -n 0, on the busy machine)
     "tests/test_distributed.py",                  # [29] torchrun, two processes
     "tests/test_browser.py",                      # [29] JupyterLab in Chromium
+    "tests/test_book_editions.py",                # [30] a student and a teacher site, not executed
     "tests/test_checkpoint.py",                   # [20]
+    "notebooks/06_does_it_help.ipynb",            # [17] (alone, -n 0, on the busy machine)
     "tests/test_semi_engine.py",                  # [17]
     "tests/test_tensorboard.py",                  # [15]
     "tests/test_segan_hybrid.py",                 # [15]

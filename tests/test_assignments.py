@@ -41,7 +41,8 @@ from segan_lib.autograde import RestoreHiddenTests  # noqa: E402
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-COURSE = ("01_gan_basics", "02_unet", "03_losses", "04_adversarial_segmentation", "05_semi_supervised")
+COURSE = ("01_gan_basics", "02_unet", "03_losses", "04_adversarial_segmentation", "05_semi_supervised",
+          "06_does_it_help")
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 # Only a guard against a hung kernel, not a speed check: far above any normal run.
