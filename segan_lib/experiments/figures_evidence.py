@@ -116,7 +116,7 @@ def plot_dose_response(results: Mapping[str, object], metrics: Sequence[str] = D
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, (0.25 + 0.2 * legend_rows) / height, 1, 1))
+    fig.tight_layout(rect=(0, (0.05 + 0.17 * legend_rows) / height, 1, 1))
     return fig
 
 
