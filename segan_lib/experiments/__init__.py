@@ -20,9 +20,9 @@ the experiments :mod:`~segan_lib.experiments.adversarial`, :mod:`~segan_lib.expe
 (``segan experiment``).
 """
 from segan_lib.experiments.regimes import CorruptedImages, Regime
-from segan_lib.experiments.registry import EXPERIMENTS, get_experiment
+from segan_lib.experiments.registry import EXPERIMENTS, get_experiment, run_experiment
 from segan_lib.experiments.results import check_results, read_json
-from segan_lib.experiments.runner import prepare_run, run_experiment
+from segan_lib.experiments.runner import prepare_run
 from segan_lib.experiments.spec import PRESET_NAMES, Arm, Experiment, Preset
 from segan_lib.experiments.verdicts import Verdict, format_verdicts, higher_is_better, verdicts
 

@@ -20,9 +20,9 @@ import sys
 from collections.abc import Mapping
 
 from segan_lib._files import check_writable_dir
-from segan_lib.experiments.registry import EXPERIMENTS
+from segan_lib.experiments.registry import EXPERIMENTS, run_experiment
 from segan_lib.experiments.results import as_float
-from segan_lib.experiments.runner import experiment_command, run_experiment
+from segan_lib.experiments.runner import experiment_command
 from segan_lib.experiments.spec import PRESET_NAMES
 from segan_lib.experiments.verdicts import format_verdicts, verdict_metrics, verdicts
 from segan_lib.cli_types import device

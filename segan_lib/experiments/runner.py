@@ -199,13 +199,14 @@ def _resolve_seeds(seeds: int | Sequence[int] | None, preset: Preset, held_out_s
     return seeds
 
 
-def run_experiment(experiment: str | Experiment, preset: str | Preset = "quick", *,
+def run_experiment(experiment: Experiment, preset: str | Preset = "quick", *,
                    seeds: int | Sequence[int] | None = None, out: str | Path | None = None, device: str = "auto",
                    progress: bool = True, command: str | None = None) -> dict:
     """Run every arm of ``experiment`` on every seed (see the module docstring); returns the results.
 
     Args:
-        experiment: an :class:`Experiment` or the name of a registered one (``"adversarial"``).
+        experiment: an :class:`Experiment` (:func:`segan_lib.experiments.registry.run_experiment`
+            also takes the name of a registered one, ``"adversarial"``).
         preset: a preset name of the experiment (``"quick"``, ``"reference"``, ``"full"``) or a
             :class:`Preset` (recorded as ``"custom"``).
         seeds: how many paired seeds (``0 .. n-1``) or which; None: the preset's count.
@@ -217,10 +218,9 @@ def run_experiment(experiment: str | Experiment, preset: str | Preset = "quick",
     Returns:
         The ``results.json`` dict (:mod:`segan_lib.experiments.results`), verdicts included.
     """
-    if isinstance(experiment, str):
-        from segan_lib.experiments.registry import get_experiment
-
-        experiment = get_experiment(experiment)
+    if not isinstance(experiment, Experiment):  # names are looked up by the registry, which imports this module
+        raise ValueError(f"experiment must be an Experiment (segan_lib.experiments.run_experiment also takes a "
+                         f"registered name), got {type(experiment).__name__}")
     preset_name = preset if isinstance(preset, str) else "custom"
     preset = experiment.preset(preset) if isinstance(preset, str) else preset
     if not isinstance(preset, Preset):
