@@ -48,6 +48,9 @@ def test_class_shares_sum_to_one_and_truth_shares_count_pixels():
     shares = class_shares(hybrid(), images)
     assert len(shares) == 3 and sum(shares) == pytest.approx(1.0)
     assert truth_shares(torch.tensor([[[0, 1], [1, 2]]]), 3) == [0.25, 0.5, 0.25]
+    binary = build_strategy("supervised", UNet(3, 1, base_channels=4, depth=1), in_channels=3, num_classes=2)
+    shares = class_shares(binary, images)  # one logit channel: background and foreground shares
+    assert len(shares) == 2 and sum(shares) == pytest.approx(1.0)
 
 
 def test_the_recorder_logs_the_game_and_does_not_change_the_run():

@@ -44,17 +44,18 @@ def gradient_ratio(strategy: torch.nn.Module, images: torch.Tensor, masks: torch
 
 @torch.no_grad()
 def class_shares(strategy: torch.nn.Module, images: torch.Tensor) -> list[float]:
-    """Share of the pixels of ``images`` that the segmentor assigns to each class (argmax), ``K`` floats
-    summing to 1; the segmentor is put in eval mode and back."""
+    """Share of the pixels of ``images`` that the segmentor assigns to each class (argmax; a binary
+    segmentor, K = 1: sigmoid > 0.5), ``max(K, 2)`` floats summing to 1; eval mode and back."""
     segmentor = strategy.nets["segmentor"]
     was_training = segmentor.training
     segmentor.train(False)
     try:
-        labels = strategy.predict_logits(images).argmax(1)
+        logits = strategy.predict_logits(images)  # (B, K, H, W); K = 1: binary, sigmoid
     finally:
         segmentor.train(was_training)
-    counts = torch.bincount(labels.flatten(), minlength=strategy.map_channels if hasattr(strategy, "map_channels")
-                            else int(labels.max()) + 1)
+    channels = logits.shape[1]
+    labels = (logits[:, 0] > 0).long() if channels == 1 else logits.argmax(1)
+    counts = torch.bincount(labels.flatten(), minlength=max(channels, 2))
     return (counts.float() / labels.numel()).tolist()
 
 
