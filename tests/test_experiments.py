@@ -42,6 +42,9 @@ def test_every_arm_of_a_seed_starts_from_the_same_weights_and_sees_the_same_batc
     first = runs[0].trainer
     weights = first.strategy.unwrapped("segmentor").state_dict()
     first_batches = {run.arm.regime: next(run.trainer.batches.epoch(0, 1)) for run in runs}
+    # every arm anneals its rates over the same steps (the preset's cosine), or none does
+    steps = preset.epochs * first.steps_per_epoch
+    assert {run.trainer.strategy.cosine_steps for run in runs} == {steps if preset.cosine else None}
     for run in runs[1:]:
         trainer = run.trainer
         other = trainer.strategy.unwrapped("segmentor").state_dict()

@@ -91,6 +91,7 @@ def test_every_arm_of_a_seed_has_the_same_split_weights_labelled_batches_and_unl
             trainer, strategy = run.trainer, run.trainer.strategy
             assert torch.equal(trainer.train_data.indices, expected_labelled.indices), run.arm.name
             assert trainer.steps_per_epoch * trainer.config.epochs == steps
+            assert strategy.cosine_steps == (steps if preset.cosine else None)  # the same schedule in every arm
             for epoch in (0, trainer.config.epochs - 1):
                 assert torch.equal(trainer.batches.index_batches(epoch, trainer.steps_per_epoch),
                                    first.batches.index_batches(epoch, first.steps_per_epoch))

@@ -47,6 +47,7 @@ from segan_lib.losses import get_pixel_loss
 from segan_lib.metrics import logits_to_pred
 from segan_lib.models.unet import UNet
 from segan_lib.train import Strategy, TrainConfig, Trainer, build_strategy
+from segan_lib.train.batches import steps_in_epoch
 from segan_lib.train.hardware import (
     announce_compute, describe_compute, resolve_amp, resolve_device, use_channels_last, use_compile,
 )
@@ -113,6 +114,8 @@ def prepare_run(experiment: Experiment, preset: Preset, arm: str | Arm, seed: in
         held_out = regime_data(regime, n=preset.n_eval, size=preset.size, num_classes=preset.num_classes,
                                seed=experiment.held_out_seed, device=device)
     train_data, extra, epochs = labelled_training(arm, preset, train_data, seed)
+    if preset.cosine:  # anneal every rate to 0 over this arm's steps (the same for every arm of a fraction)
+        extra["cosine_steps"] = epochs * steps_in_epoch(len(train_data), preset.batch_size)
     strategy = build_arm_strategy(arm, initial_segmentor(preset, seed), preset, **extra)
     trainer = Trainer(strategy, train_data, None, num_classes=preset.num_classes,
                       config=train_config(preset, seed, device, epochs))

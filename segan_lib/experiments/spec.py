@@ -121,6 +121,8 @@ class Preset:
     "auto": on for CUDA). ``seeds``: how many paired seeds a run uses unless told otherwise.
     ``curve_every``: every that many steps each run scores its segmentor on the first held-out
     images, for the plateau check (:mod:`~segan_lib.experiments.curves`); 0: no curve.
+    ``cosine``: every optimiser of every arm anneals its rate to 0 over the arm's steps with a
+    cosine (:mod:`~segan_lib.train.schedule`); False keeps the rates constant.
     """
 
     size: int
@@ -142,6 +144,7 @@ class Preset:
     compile: bool | None = None
     amp: str = "auto"
     curve_every: int = 0
+    cosine: bool = False
 
     def __post_init__(self) -> None:
         for name in ("size", "n_train", "n_eval", "epochs", "batch_size", "base_channels", "depth",
@@ -163,6 +166,7 @@ class Preset:
             raise ValueError(f"curve_every must be a multiple of log_every = {self.log_every} (curve points are taken "
                              f"when the engine logs), got {self.curve_every}")
         check_choice("batch_norm", self.batch_norm, (True, False))
+        check_choice("cosine", self.cosine, (True, False))
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -43,6 +43,7 @@ from segan_lib.train.adversarial import (
     set_requires_grad,
 )
 from segan_lib.train.hardware import make_adam
+from segan_lib.train.schedule import check_cosine_steps, cosine_rate, set_rate
 from segan_lib.train.strategy import Strategy
 
 DISCRIMINATORS = ("luc", "patchgan")
@@ -56,7 +57,8 @@ class HybridStrategy(Strategy):
             from its ``num_classes`` attribute (else ``num_classes``); K = 1 means sigmoid.
         in_channels, num_classes: image channels; label classes (2 for binary).
         lr: the segmentor's Adam rate (default 1e-3); ``critic_lr`` the discriminator's
-            (default ``lr``).
+            (default ``lr``). cosine_steps: None keeps both rates; ``T`` anneals both to 0 over
+            ``T`` steps with a cosine (:mod:`~segan_lib.train.schedule`).
         pixel_loss: a name from ``segan_lib.losses.PIXEL_LOSSES``; "ce" as in the paper.
         lambda_adv: weight of the adversarial term (default 0.01, the weight Hung et al.,
             BMVC 2018, give theirs).
@@ -98,6 +100,7 @@ class HybridStrategy(Strategy):
         n_critic: int = 1,
         spectral_norm: bool = False,
         critic_lr: float | None = None,
+        cosine_steps: int | None = None,
         critic_base_channels: int = 32,
         critic_depth: int = 3,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -114,6 +117,8 @@ class HybridStrategy(Strategy):
         self.critic_lr = self.lr if critic_lr is None else critic_lr
         check_positive("lr", self.lr)
         check_positive("critic_lr", self.critic_lr)
+        check_cosine_steps(cosine_steps)
+        self.cosine_steps = cosine_steps
         check_choice("pixel_loss", pixel_loss, tuple(PIXEL_LOSSES))
         check_positive("lambda_adv", lambda_adv, allow_zero=True)
         check_choice("encoding", encoding, PAIR_ENCODINGS)
@@ -159,6 +164,9 @@ class HybridStrategy(Strategy):
     # ------------------------------------------------------------------ one step
     def train_step(self, images: torch.Tensor, masks: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Forward, ``n_critic`` discriminator updates, one segmentor update (see the module docstring)."""
+        # this step's rates: the base rates, or their cosine anneal over cosine_steps (schedule.py)
+        set_rate(self.optimizers["segmentor"], cosine_rate(self.lr, step, self.cosine_steps))
+        set_rate(self.optimizers["discriminator"], cosine_rate(self.critic_lr, step, self.cosine_steps))
         logits, real_pairs, fake_pairs = self.forward_pass(images, masks)
         logs: dict[str, torch.Tensor] = {}
         for _ in range(self.n_critic):

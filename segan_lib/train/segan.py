@@ -47,6 +47,7 @@ from segan_lib.train.adversarial import (
     set_requires_grad,
 )
 from segan_lib.train.hardware import make_adam
+from segan_lib.train.schedule import check_cosine_steps, cosine_rate, set_rate
 from segan_lib.train.strategy import Strategy
 
 
@@ -65,6 +66,8 @@ class SeganStrategy(Strategy):
             from its ``num_classes`` attribute (else ``num_classes``); K = 1 means sigmoid.
         in_channels, num_classes: image channels; label classes (2 for binary).
         lr: the segmentor's Adam rate (default 1e-3); ``critic_lr`` the critic's (default ``lr``).
+            cosine_steps: None keeps both rates; ``T`` anneals both to 0 over ``T`` steps with a
+            cosine (:mod:`~segan_lib.train.schedule`).
         pixel_loss, dice_weight: additions to the paper's loss (off by default), see the module.
         mae_weight: the weight of ``l_mae`` in the segmentor's loss (1, the paper's loss; an
             experiment that adds l_mae to a pixel loss at several weights sets it).
@@ -103,6 +106,7 @@ class SeganStrategy(Strategy):
         clip_value: float | None = 0.05,
         spectral_norm: bool = False,
         critic_lr: float | None = None,
+        cosine_steps: int | None = None,
         critic_base_channels: int = 32,
         critic_depth: int = 3,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -119,6 +123,8 @@ class SeganStrategy(Strategy):
         self.critic_lr = self.lr if critic_lr is None else critic_lr
         check_positive("lr", self.lr)
         check_positive("critic_lr", self.critic_lr)
+        check_cosine_steps(cosine_steps)
+        self.cosine_steps = cosine_steps
         check_positive("dice_weight", dice_weight, allow_zero=True)
         check_positive("mae_weight", mae_weight)
         if pixel_loss is not None:
@@ -156,6 +162,9 @@ class SeganStrategy(Strategy):
     # ------------------------------------------------------------------ one step
     def train_step(self, images: torch.Tensor, masks: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Forward, ``n_critic`` critic updates, one segmentor update (see the module docstring)."""
+        # this step's rates: the base rates, or their cosine anneal over cosine_steps (schedule.py)
+        set_rate(self.optimizers["segmentor"], cosine_rate(self.lr, step, self.cosine_steps))
+        set_rate(self.optimizers["critic"], cosine_rate(self.critic_lr, step, self.cosine_steps))
         logits, masked_true, masked_pred = self.forward_pass(images, masks)
         logs: dict[str, torch.Tensor] = {}
         for _ in range(self.n_critic):

@@ -58,6 +58,7 @@ from segan_lib.train.adversarial import (
 )
 from segan_lib.train.batches import epoch_permutation
 from segan_lib.train.hardware import make_adam
+from segan_lib.train.schedule import check_cosine_steps, cosine_rate, set_rate
 from segan_lib.train.strategy import Strategy
 
 CONFIDENCES = ("discriminator", "softmax")
@@ -111,8 +112,10 @@ class SemiStrategy(Strategy):
     ``semi_start_step``); the discriminator's Adam at ``critic_lr=1e-4``, betas (0.9, 0.99).
     The authors train DeepLab-v2 (pretrained ResNet-101) with SGD at 2.5e-4, momentum 0.9 and
     polynomial decay, and decay ``D``'s rate too; the course trains a small U-Net from scratch,
-    which Adam at a constant rate (default 1e-3, betas (0.9, 0.999)) trains in far fewer steps,
-    and every arm and method of the course uses that same optimiser, so comparisons stay fair.
+    which Adam (default 1e-3, betas (0.9, 0.999)) trains in far fewer steps, and every arm and
+    method of the course uses that same optimiser, so comparisons stay fair. ``cosine_steps``
+    anneals both rates to 0 with a cosine (:mod:`~segan_lib.train.schedule`), as the paper's
+    polynomial decay anneals both; None keeps them constant.
 
     Args:
         segmentor: images ``(B, C, H, W)`` -> logits ``(B, K, H, W)``; K from its ``num_classes``
@@ -126,6 +129,7 @@ class SemiStrategy(Strategy):
         lambda_adv, lambda_adv_unlabelled, lambda_semi, t_semi: the weights and threshold above.
         confidence: "discriminator" (Hung et al.) or "softmax" (self-training without ``D``).
         n_critic: discriminator updates per step (1 as the authors); critic_lr: its Adam rate.
+        cosine_steps: None keeps both rates; ``T`` anneals both to 0 over ``T`` steps.
         critic_base_channels, critic_depth: ``D``'s width and strided layers (64, 4: the paper's;
             images must be at least ``2**(critic_depth+1)`` pixels on a side).
         unlabelled_batch_size: global unlabelled batch (None: the labelled global batch, as the
@@ -148,7 +152,7 @@ class SemiStrategy(Strategy):
         lambda_adv_unlabelled: float = 0.001, lambda_semi: float = 0.1, t_semi: float = 0.2,
         confidence: str = "discriminator", n_critic: int = 1, critic_lr: float = 1e-4,
         critic_base_channels: int = 64, critic_depth: int = 4, unlabelled_batch_size: int | None = None,
-        seed: int = 0, ignore_index: int = 255,
+        seed: int = 0, ignore_index: int = 255, cosine_steps: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(segmentor, nn.Module):
@@ -165,6 +169,8 @@ class SemiStrategy(Strategy):
         check_choice("confidence", confidence, CONFIDENCES)
         check_positive("n_critic", n_critic)
         check_positive("critic_lr", critic_lr)
+        check_cosine_steps(cosine_steps)
+        self.cosine_steps = cosine_steps
         if unlabelled_batch_size is not None:
             check_positive("unlabelled_batch_size", unlabelled_batch_size)
         if confidence == "softmax":  # no discriminator: nothing to be adversarial against
@@ -218,6 +224,10 @@ class SemiStrategy(Strategy):
     # ------------------------------------------------------------------ one step
     def train_step(self, images: Tensor, masks: Tensor, step: int) -> dict[str, Tensor]:
         """Forward, ``n_critic`` discriminator updates, one segmentor update (see the module docstring)."""
+        # this step's rates: the base rates, or their cosine anneal over cosine_steps (schedule.py)
+        set_rate(self.optimizers["segmentor"], cosine_rate(self.lr, step, self.cosine_steps))
+        if "discriminator" in self.nets:
+            set_rate(self.optimizers["discriminator"], cosine_rate(self.critic_lr, step, self.cosine_steps))
         logits, logits_u, true_maps, maps, valid = self.forward_pass(images, masks, step)
         logs: dict[str, Tensor] = {}
         if "discriminator" in self.nets:

@@ -8,7 +8,6 @@ before the segmentor's.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from torch import Tensor, nn
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 from segan_lib._checks import check_positive
 from segan_lib.losses import get_pixel_loss
 from segan_lib.train.hardware import make_adam
+from segan_lib.train.schedule import check_cosine_steps, cosine_rate, set_rate
 from segan_lib.train.strategy import Strategy
 
 PixelLossFn = Callable[[Tensor, Tensor], Tensor]
@@ -46,8 +46,8 @@ class SupervisedStrategy(Strategy):
         lr: Adam learning rate (> 0). weight_decay: L2 penalty added by Adam (>= 0).
         cosine_steps: None keeps ``lr_t = lr``; ``T`` anneals it over ``T`` steps,
             ``lr_t = lr * (1 + cos(pi * min(t, T) / T)) / 2`` (Loshchilov & Hutter, SGDR,
-            ICLR 2017, without restarts). A function of the step only, so a resumed run
-            follows the same schedule.
+            ICLR 2017, without restarts; :mod:`~segan_lib.train.schedule`). A function of the
+            step only, so a resumed run follows the same schedule.
 
     Logs ``{"loss": 0-d tensor}`` per step.
     """
@@ -61,8 +61,7 @@ class SupervisedStrategy(Strategy):
             raise ValueError(f"segmentor must be an nn.Module, got {type(segmentor).__name__}")
         check_positive("lr", lr)
         check_positive("weight_decay", weight_decay, allow_zero=True)
-        if cosine_steps is not None:
-            check_positive("cosine_steps", cosine_steps)
+        check_cosine_steps(cosine_steps)
         self.nets["segmentor"] = segmentor
         self.loss_fn = resolve_pixel_loss(loss)
         self.lr = lr
@@ -71,9 +70,7 @@ class SupervisedStrategy(Strategy):
 
     def learning_rate(self, step: int) -> float:
         """``lr_t`` of step ``t`` (see the class docstring)."""
-        if self.cosine_steps is None:
-            return self.lr
-        return self.lr * (1 + math.cos(math.pi * min(step, self.cosine_steps) / self.cosine_steps)) / 2
+        return cosine_rate(self.lr, step, self.cosine_steps)
 
     def configure_optimizers(self) -> None:
         params = [p for p in self.unwrapped("segmentor").parameters() if p.requires_grad]
@@ -82,8 +79,7 @@ class SupervisedStrategy(Strategy):
     def train_step(self, images: Tensor, masks: Tensor, step: int) -> dict[str, Tensor]:
         """One Adam step on the pixel loss (see the class docstring); logs ``loss``."""
         optimizer = self.optimizers["segmentor"]
-        for group in optimizer.param_groups:
-            group["lr"] = self.learning_rate(step)
+        set_rate(optimizer, self.learning_rate(step))
         optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.nets["segmentor"](images)  # (B, K, H, W)
