@@ -112,6 +112,14 @@ def test_help_of_both_entry_points(capsys):
     done = subprocess.run([sys.executable, "-m", "segan_lib.bench", "--help"], capture_output=True, text=True,
                           timeout=HANG_GUARD_S)
     assert done.returncode == 0 and "usage: segan bench" in done.stdout and "--no-compile" in done.stdout
+    assert "``" not in done.stdout and "segan bench (also python -m segan_lib.bench)" in done.stdout  # no RST marks
+
+
+def test_plain_text_drops_rst_marks_and_keeps_arithmetic():
+    from segan_lib.bench.command import plain_text
+
+    text = "``--out FILE``, *fast* and :mod:`~segan_lib.bench.rows`: ``a = b * 1000 / c`` (*x* * 2)"
+    assert plain_text(text) == "--out FILE, fast and segan_lib.bench.rows: a = b * 1000 / c (x * 2)"
 
 
 @pytest.mark.parametrize("args, message", [

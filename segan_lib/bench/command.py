@@ -106,11 +106,20 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=run_bench)
 
 
+def plain_text(docstring: str) -> str:
+    """``docstring`` as a terminal shows it: reStructuredText's ``literal``, *emphasis* and
+    :role:`target` marks removed, the words kept (``segan bench --help`` prints the package's
+    docstring, which the website renders)."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring)
+    text = text.replace("``", "")
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"\1", text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m segan_lib.bench``: the same as ``segan bench``; returns the exit status."""
     import segan_lib.bench as package  # its docstring explains every field of the rows
 
-    parser = argparse.ArgumentParser(prog="segan bench", description=package.__doc__,
+    parser = argparse.ArgumentParser(prog="segan bench", description=plain_text(package.__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_bench_arguments(parser)
     args = parser.parse_args(argv)
