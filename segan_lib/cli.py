@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
         help="batch norm in the U-Net (the original has none; default on)")
     add("--cosine", action=argparse.BooleanOptionalAction, default=None,
-        help="anneal the learning rate to 0 with a cosine (supervised only; default on)")
+        help="anneal every learning rate to 0 with a cosine over the run (default: on for supervised, "
+             "off for segan, hybrid and semi)")
     add("--threads", type=cli_types.positive_int,
         help="CPU threads for PyTorch (default: $SEGAN_THREADS if set, else PyTorch's choice: all cores)")
     add("--quick", action="store_true", help="small preset that trains in a minute or two on a laptop CPU")
@@ -281,8 +282,6 @@ def run_train(args: argparse.Namespace) -> int:
     threads = opts["threads"] if opts["threads"] is not None else threads_from_env()
     if threads is not None:
         torch.set_num_threads(threads)
-    if args.cosine and args.method != "supervised":
-        raise ValueError(f"--cosine is only for --method supervised, got --method {args.method}")
     data_options = dataset_options(args, opts["size"], opts["n"])
     train_data = build_data(data_options, "train", args.device)
     val_data = build_data(data_options, "val", args.device)
@@ -296,7 +295,9 @@ def run_train(args: argparse.Namespace) -> int:
              "base_channels": opts["base_channels"], "depth": opts["depth"], "batch_norm": opts["batch_norm"]}
     seed_everything(args.seed)  # the initial weights depend on the seed only
     segmentor = build_unet(model)
-    if opts["cosine"] and args.method == "supervised":  # anneal to 0 over the whole run
+    # --cosine anneals every rate of any method to 0 over the whole run; without the flag only a
+    # supervised run does (the presets' default), and the adversarial methods keep constant rates
+    if args.cosine or (args.cosine is None and opts["cosine"] and args.method == "supervised"):
         options["cosine_steps"] = opts["epochs"] * steps_in_epoch(len(train_data), opts["batch_size"])
     strategy = build_strategy(args.method, segmentor, in_channels=model["in_channels"], num_classes=num_classes,
                               lr=opts["lr"], loss=opts["loss"], **options)

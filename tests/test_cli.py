@@ -110,8 +110,6 @@ def test_adversarial_method_on_binary_masks(tmp_path, capsys):
 
 
 def test_runtime_errors_are_one_line_messages(tmp_path, capsys):
-    assert cli.main(["train", *TINY, "--method", "segan", "--cosine"]) == 2
-    assert "--cosine is only for --method supervised" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path / "none.pt")]) == 2
     assert "segan: error: no checkpoint file at" in capsys.readouterr().err
     assert cli.main(["train", *TINY, "--dataset", "folders", "--root", str(tmp_path / "absent")]) == 2
@@ -221,3 +219,16 @@ def test_train_config_refuses_an_unwritable_checkpoint_dir_at_once(tmp_path, mon
     _probe_fails_with(monkeypatch, errno.EROFS)
     with pytest.raises(ValueError, match=r"^checkpoint_dir .*new/run cannot be written \(Read-only file system\)$"):
         TrainConfig(checkpoint_dir=tmp_path / "new" / "run")
+
+
+@pytest.mark.parametrize("flag, annealed", [(["--cosine"], True), ([], False)])
+def test_cosine_flag_anneals_an_adversarial_method_only_when_asked(flag, annealed, tmp_path):
+    """--cosine anneals both players of any method; without it SegAN, hybrid and semi keep their rates."""
+    assert cli.main(["train", *TINY, "--method", "hybrid", "--lr", "0.01", *flag, "--out", str(tmp_path)]) == 0
+    saved = load_checkpoint(tmp_path / "last.pt", method="hybrid")
+    rates = {name: state["param_groups"][0]["lr"] for name, state in saved["strategy"]["optimizers"].items()}
+    assert set(rates) == {"segmentor", "discriminator"}
+    if annealed:  # the last step's rate: lr * (1 + cos(pi * t / T)) / 2 with t = T - 1 >= 1, below lr
+        assert all(0 < rate < 0.01 for rate in rates.values())
+    else:
+        assert rates == {"segmentor": 0.01, "discriminator": 0.01}
