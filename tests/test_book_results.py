@@ -145,3 +145,13 @@ def test_values_and_descriptions():
     assert docstring_markdown("Uses :func:`segan_lib.a.b` and :class:`~x.Y`, ``z``.\n* one\n* two") == (
         "Uses `segan_lib.a.b` and `Y`, `z`.\n\n* one\n* two")
     assert docstring_markdown("a <b> and ``<c>``") == "a \\<b> and `<c>`"
+
+
+def test_the_evidence_figures_have_written_captions():
+    from pathlib import Path
+
+    from segan_lib.book.results import CAPTIONS, caption
+
+    for stem in ("plateau", "dose_response", "label_curve"):
+        assert caption(Path(f"{stem}.png")) == CAPTIONS[stem] and len(CAPTIONS[stem]) > 40
+    assert caption(Path("other_thing.png")) == "Other thing."

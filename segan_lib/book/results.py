@@ -36,6 +36,12 @@ CAPTIONS = {
     "curves": "Training curves: the losses of each player (segmentor and discriminator) over the steps, "
               "per arm.",
     "predictions": "Predictions on held-out images",
+    "plateau": "Did the baselines finish learning? Held-out mean Dice of each baseline over the steps (each seed "
+               "thin, their mean thick); the shaded last quarter is where the mean must move by less than 0.01.",
+    "dose_response": "Dose-response: the paired difference arm - baseline (mean over seeds, 95 % interval) "
+                     "against the adversarial weight, one line per encoding and regime, for each metric.",
+    "label_curve": "Held-out mean Dice (mean over seeds, 95 % interval) against the labelled fraction, one line "
+                   "per arm, the all-label ceiling dashed.",
 }
 VERDICT_NOTE = (
     "Each row compares an arm with its matched baseline on one metric: the mean over the paired seeds of "
