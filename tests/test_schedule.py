@@ -67,9 +67,16 @@ def test_without_cosine_steps_the_rates_stay_and_bad_values_are_refused():
         strategy.configure_optimizers()
         strategy.train_step(images, masks, 3)
         assert strategy.optimizers["segmentor"].param_groups[0]["lr"] == 1e-2, name
-    for bad in (0, -3):
+    _, unlabelled = split_labelled(PairTensors(), count=8, seed=0)
+    for bad in (0, -3):  # every method checks it, not only the first one built
+        for method in ("hybrid", "segan"):
+            with pytest.raises(ValueError, match="cosine_steps must be > 0"):
+                adversarial_trainer(method, cosine_steps=bad)
         with pytest.raises(ValueError, match="cosine_steps must be > 0"):
-            _strategies(bad)
+            SemiStrategy(UNet(3, 4, base_channels=4, depth=2), in_channels=3, num_classes=4, unlabelled=unlabelled,
+                         semi_start_step=1, cosine_steps=bad)
+        with pytest.raises(ValueError, match="cosine_steps must be > 0"):
+            SupervisedStrategy(UNet(3, 4, base_channels=4, depth=2), "ce", cosine_steps=bad)
 
 
 def test_a_resumed_annealed_run_matches_an_unbroken_one(tmp_path):

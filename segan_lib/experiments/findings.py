@@ -17,9 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from segan_lib.experiments.results import read_json
-from segan_lib.experiments.verdicts import Verdict, verdicts
-
-NO_EVIDENCE = "no evidence of a difference"
+from segan_lib.experiments.verdicts import NO_EVIDENCE, Verdict, verdicts
 
 
 def _signed(x: float) -> str:
