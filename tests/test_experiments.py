@@ -264,6 +264,37 @@ def test_resume_trains_only_the_missing_run_and_matches_the_unbroken_one(quick_r
 
 
 @pytest.mark.slow
+def test_jobs_trains_the_missing_runs_in_other_processes_with_the_same_results(quick_run, tmp_path):
+    out = copy_of(quick_run, tmp_path)
+    old = read_json(out / "results.json")
+    missing = [("clean/ce", 1), ("occluded/ce+hybrid-product-0.01", 0), ("occluded/dice+segan-1", 1)]
+    for arm, seed in missing:
+        (out / "runs" / arm / f"seed{seed}.json").unlink()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["experiment", "adversarial", *QUICK_ARGS, "--jobs", "2", "--out", str(out)]) == 0
+    new = read_json(out / "results.json")
+    assert new["complete"] and set(new["runs"]) == set(old["runs"])
+    same = ("scores", "history", "validity", "curve", "steps", "fingerprint")  # all but the seconds it took
+    for arm, runs in old["runs"].items():
+        for seed, run in runs.items():
+            retrained = new["runs"][arm][seed]
+            assert {k: retrained.get(k) for k in same} == {k: run.get(k) for k in same}, (arm, seed)
+    for arm, seed in missing:  # written again by the worker process, as one at a time writes it
+        assert read_json(out / "runs" / arm / f"seed{seed}.json")["scores"] == old["runs"][arm][str(seed)]["scores"]
+    assert new["verdicts"] == old["verdicts"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_bad_jobs_are_refused_naming_the_argument(capsys):
+    for jobs in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+            run_experiment("adversarial", "quick", seeds=1, device="cpu", progress=False, jobs=jobs)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["experiment", "adversarial", "--jobs", "0"])
+    assert exit_info.value.code == 2 and "--jobs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_stored_run_of_another_setup_is_an_error_not_a_result(quick_run, tmp_path):
     out = copy_of(quick_run, tmp_path)
     path = out / "runs" / "clean" / "ce" / "seed0.json"

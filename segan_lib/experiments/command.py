@@ -7,7 +7,7 @@ computed verdicts.
 Examples::
 
     segan experiment adversarial --preset quick --seeds 2 --out runs/adv-quick
-    segan experiment adversarial --preset reference --out notebooks/results/adversarial
+    segan experiment adversarial --preset reference --jobs 2 --out notebooks/results/adversarial
     segan experiment losses --preset full --seeds 0,2,3 --device cuda
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from segan_lib.experiments.results import as_float
 from segan_lib.experiments.runner import experiment_command
 from segan_lib.experiments.spec import PRESET_NAMES
 from segan_lib.experiments.verdicts import format_verdicts, verdict_metrics, verdicts
-from segan_lib.cli_types import device
+from segan_lib.cli_types import device, positive_int
 
 
 def parse_seeds(text: str) -> int | list[int]:
@@ -55,12 +55,16 @@ def add_experiment_command(commands: argparse._SubParsersAction) -> None:
     add = parser.add_argument
     add("name", choices=tuple(EXPERIMENTS), help="the experiment")
     add("--preset", choices=PRESET_NAMES, default="quick",
-        help="quick (a CPU, minutes: shows the pipeline, proves nothing), reference (5 paired seeds, about 3 "
-             "hours of one CPU thread, resumable), full (a GPU)")
+        help="quick (a CPU, minutes: shows the pipeline, proves nothing), reference (5 paired seeds, hours on a "
+             "2-core CPU with --jobs 2, resumable), full (a GPU)")
     add("--seeds", type=parse_seeds, default=None,
         help="paired seeds: a count N (seeds 0..N-1) or a list 0,2,3 (default: the preset's)")
     add("--out", help="folder of results.json, runs/ and the figures (default runs/NAME-PRESET)")
     add("--device", type=device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N, mps")
+    add("--jobs", type=positive_int, default=1,
+        help="runs trained at a time, each in its own process with the preset's threads (CPU only; the results "
+             "are the same as one at a time). The reference presets train each run on one thread: --jobs 2 keeps two "
+             "cores busy")
     add("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_experiment_command)
 
@@ -96,7 +100,7 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     else:  # called as a function (e.g. main([...])): the equivalent command line
         command = experiment_command(args.name, args.preset, seeds, out, args.device)
     results = run_experiment(args.name, args.preset, seeds=seeds, out=out, device=args.device,
-                             progress=not args.no_progress, command=command)
+                             progress=not args.no_progress, command=command, jobs=args.jobs)
     print(f"experiment {args.name}, preset {args.preset}, seeds {results['seeds']}, "
           f"device {results['environment']['device']}")
     print("foreground means on held-out images, averaged over seeds:\n")

@@ -15,7 +15,9 @@ For each seed ``s`` (outer loop, so the pairs of a seed are complete early) and 
     write OUT/runs/<arm>/seed<s>.json (and .npz: predicted labels of the first images shown)
     rewrite OUT/results.json (atomically: a temporary file, then a rename)
 
-A finished ``(arm, seed)`` found in OUT is not trained again; a file written by a different
+With ``jobs > 1`` (CPU only) the runs not yet finished are trained that many at a time, each in a
+process of its own (:mod:`~segan_lib.experiments.parallel`); every run seeds itself as above, so
+the results are the same. A finished ``(arm, seed)`` found in OUT is not trained again; a file written by a different
 experiment, preset or arm definition is an error rather than silently mixed in. At the end the
 verdicts are computed (:mod:`~segan_lib.experiments.verdicts`) and the figures written
 (``paired_differences.png``, ``curves.png``, ``predictions_<regime>.png``).
@@ -23,9 +25,10 @@ verdicts are computed (:mod:`~segan_lib.experiments.verdicts`) and the figures w
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from segan_lib import course
 from segan_lib._files import check_writable_dir
 from segan_lib.experiments.curves import CURVE_IMAGES, curve_callback, label_curve_summary, plateau_summary
 from segan_lib.experiments.labelled import labelled_training
+from segan_lib.experiments.parallel import in_processes
 from segan_lib.experiments.regimes import regime_data
 from segan_lib.experiments.results import (
     SCHEMA_VERSION, environment, json_number, read_json, scores_from_metrics, write_atomic, write_json,
@@ -204,7 +208,7 @@ def _resolve_seeds(seeds: int | Sequence[int] | None, preset: Preset, held_out_s
 
 def run_experiment(experiment: Experiment, preset: str | Preset = "quick", *,
                    seeds: int | Sequence[int] | None = None, out: str | Path | None = None, device: str = "auto",
-                   progress: bool = True, command: str | None = None) -> dict:
+                   progress: bool = True, command: str | None = None, jobs: int = 1) -> dict:
     """Run every arm of ``experiment`` on every seed (see the module docstring); returns the results.
 
     Args:
@@ -217,6 +221,9 @@ def run_experiment(experiment: Experiment, preset: str | Preset = "quick", *,
             memory (no files, no resume, no figures).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...; progress: a tqdm bar over arms x seeds.
         command: the command line to record; None builds the ``segan experiment ...`` line.
+        jobs: runs trained at a time, each in its own process (:mod:`~segan_lib.experiments.parallel`)
+            with the preset's threads (or the cores shared out); CPU only. The results are the same
+            as with 1.
 
     Returns:
         The ``results.json`` dict (:mod:`segan_lib.experiments.results`), verdicts included.
@@ -230,6 +237,11 @@ def run_experiment(experiment: Experiment, preset: str | Preset = "quick", *,
         raise ValueError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
     seeds = _resolve_seeds(seeds, preset, experiment.held_out_seed)
     torch_device = resolve_device(device)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if jobs > 1 and torch_device.type != "cpu":
+        raise ValueError(f"jobs > 1 trains runs side by side on CPU cores; on {torch_device.type} run them one at a "
+                         f"time (jobs=1), got jobs={jobs}")
     out = None if out is None else check_writable_dir(out, "out")  # before any run, not after the first
     if command is None:
         command = experiment_command(experiment.name, preset_name, seeds, out, device)
@@ -237,14 +249,14 @@ def run_experiment(experiment: Experiment, preset: str | Preset = "quick", *,
     if preset.threads is not None:
         torch.set_num_threads(preset.threads)
     try:
-        results = _run_all(experiment, preset, preset_name, seeds, out, torch_device, progress, command)
+        results = _run_all(experiment, preset, preset_name, seeds, out, torch_device, progress, command, jobs)
     finally:
         torch.set_num_threads(threads)
     return results
 
 
 def _run_all(experiment: Experiment, preset: Preset, preset_name: str, seeds: list[int], out: Path | None,
-             device: torch.device, progress: bool, command: str) -> dict:
+             device: torch.device, progress: bool, command: str, jobs: int = 1) -> dict:
     from tqdm.auto import tqdm
 
     held_out = {name: regime_data(regime, n=preset.n_eval, size=preset.size, num_classes=preset.num_classes,
@@ -260,16 +272,14 @@ def _run_all(experiment: Experiment, preset: Preset, preset_name: str, seeds: li
     bar = tqdm(total=len(seeds) * len(experiment.arms), desc=experiment.name, unit="run", disable=not progress,
                dynamic_ncols=True)
     try:
-        for seed in seeds:
-            for arm in experiment.arms:
-                bar.set_postfix_str(f"{arm.name} seed {seed}")
-                records[arm.name][seed], labels[arm.name][seed] = _run_or_load(
-                    experiment, preset, arm, seed, device, held_out[arm.regime], out)
-                bar.update(1)
-                unfinished = sum(map(len, records.values())) < len(seeds) * len(experiment.arms)
-                if out is not None and unfinished:  # what is done so far, readable while the rest runs
-                    write_json(out / "results.json", assemble_results(
-                        experiment, preset_name, preset, seeds, command, env, class_names, records, complete=False))
+        for arm, seed, (record, arm_labels) in _finished_runs(experiment, preset, seeds, device, held_out, out, jobs,
+                                                              bar):
+            records[arm.name][seed], labels[arm.name][seed] = record, arm_labels
+            bar.update(1)
+            unfinished = sum(map(len, records.values())) < len(seeds) * len(experiment.arms)
+            if out is not None and unfinished:  # what is done so far, readable while the rest runs
+                write_json(out / "results.json", assemble_results(
+                    experiment, preset_name, preset, seeds, command, env, class_names, records, complete=False))
     finally:
         bar.close()
     results = assemble_results(experiment, preset_name, preset, seeds, command, env, class_names, records,
@@ -280,6 +290,44 @@ def _run_all(experiment: Experiment, preset: Preset, preset_name: str, seeds: li
         results["figures"] = write_figures(out, experiment, preset, results, records, labels, held_out)
         write_json(out / "results.json", results)
     return results
+
+
+def _finished_runs(experiment: Experiment, preset: Preset, seeds: list[int], device: torch.device, held_out: dict,
+                   out: Path | None, jobs: int, bar: object) -> Iterator[tuple[Arm, int, tuple[dict, np.ndarray]]]:
+    """``(arm, seed, (record, labels))`` of every arm and seed, seed by seed: one at a time in this
+    process, or (``jobs > 1``) the finished ones read here and the rest trained ``jobs`` at a time
+    in other processes, yielded as they finish."""
+    tasks = [(seed, arm) for seed in seeds for arm in experiment.arms]
+    if jobs == 1:
+        for seed, arm in tasks:
+            bar.set_postfix_str(f"{arm.name} seed {seed}")
+            yield arm, seed, _run_or_load(experiment, preset, arm, seed, device, held_out[arm.regime], out)
+        return
+    to_train = []
+    for seed, arm in tasks:
+        if out is not None and load_finished(out / "runs" / arm.name / f"seed{seed}.json",
+                                             fingerprint(experiment, preset, arm)) is not None:
+            yield arm, seed, _run_or_load(experiment, preset, arm, seed, device, held_out[arm.regime], out)
+        else:
+            to_train.append((experiment, preset, arm, seed, out))
+    bar.set_postfix_str(f"{len(to_train)} runs to train, {jobs} at a time")
+    threads = preset.threads or max(1, (os.cpu_count() or 1) // jobs)
+    for (_, _, arm, seed, _), result in in_processes(_train_in_process, to_train, jobs, threads):
+        yield arm, seed, result
+
+
+_HELD_OUT: dict[tuple, object] = {}  # a worker process's held-out data, built once per regime and preset
+
+
+def _train_in_process(experiment: Experiment, preset: Preset, arm: Arm, seed: int,
+                      out: Path | None) -> tuple[dict, np.ndarray]:
+    """:func:`_run_or_load` of one run on the CPU, in a worker process of :func:`_finished_runs`."""
+    key = (experiment.name, arm.regime, preset.n_eval, preset.size, preset.num_classes)
+    if key not in _HELD_OUT:
+        _HELD_OUT[key] = regime_data(experiment.regimes[arm.regime], n=preset.n_eval, size=preset.size,
+                                     num_classes=preset.num_classes, seed=experiment.held_out_seed,
+                                     device=torch.device("cpu"))
+    return _run_or_load(experiment, preset, arm, seed, torch.device("cpu"), _HELD_OUT[key], out)
 
 
 def _run_or_load(experiment: Experiment, preset: Preset, arm: Arm, seed: int, device: torch.device,
