@@ -223,7 +223,8 @@ def run_experiment(experiment: Experiment, preset: str | Preset = "quick", *,
         command: the command line to record; None builds the ``segan experiment ...`` line.
         jobs: runs trained at a time, each in its own process (:mod:`~segan_lib.experiments.parallel`)
             with the preset's threads (or the cores shared out); CPU only. The results are the same
-            as with 1.
+            as with 1. A script that passes ``jobs > 1`` keeps its work under
+            ``if __name__ == "__main__":`` (each worker imports it).
 
     Returns:
         The ``results.json`` dict (:mod:`segan_lib.experiments.results`), verdicts included.
