@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from segan_lib.experiments import read_json, verdicts
-from segan_lib.experiments.findings import findings_markdown, readme_block, update_readme
+from segan_lib.experiments.findings import findings_markdown, readme_block, update_readme, validity_line
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = sorted((ROOT / "notebooks" / "results").glob("*/results.json"))
@@ -49,6 +49,20 @@ def test_every_verdict_that_excludes_zero_is_listed_with_its_interval_and_the_re
     assert "32x32 images, 4 classes, 160 training images, 100 steps of 16 a run, rates annealed by a cosine" in text
     assert "unfinished" not in text and "(complete)" in text
     assert "**unfinished: 10 of 10 runs**" in findings_markdown(hand_results(complete=False))
+
+
+def test_validity_counts_a_run_without_a_health_measure_as_unmeasured_not_overpowered():
+    results = hand_results()
+    runs = results["runs"]["adv"]
+    runs["0"]["validity"]["health"]["healthy"] = False          # overpowered
+    runs["1"]["validity"]["health"]["healthy"] = None           # a critic without accuracy (SegAN)
+    runs["2"]["validity"]["health"] = {"healthy": None}
+    line = validity_line(results)
+    assert line.startswith("adversarial runs: 5; discriminator overpowered in 1 (health not measured in 2:")
+    assert line.endswith("in 2")                                  # shortcut: seeds 0 and 1
+    for run in runs.values():
+        run["validity"]["health"] = {"healthy": True}
+    assert "not measured" not in validity_line(results) and "overpowered in 0;" in validity_line(results)
 
 
 def test_update_readme_rewrites_only_the_marked_blocks(tmp_path):

@@ -113,10 +113,13 @@ def validity_line(results: Mapping[str, object]) -> str | None:
                if record.get("validity")]
     if not records:
         return None
-    unhealthy = sum(not (r.get("health") or {}).get("healthy", True) for r in records)
+    healthy = [(r.get("health") or {}).get("healthy") for r in records]
+    unknown = sum(h is None for h in healthy)  # a critic without accuracy (SegAN), or nothing logged after warm-up
     shortcut = sum(bool((r.get("probe") or {}).get("shortcut")) for r in records)
-    return (f"adversarial runs: {len(records)}; discriminator overpowered in {unhealthy}; shortcut probe positive "
-            f"(it preferred hard predictions to soft truth) in {shortcut}")
+    return (f"adversarial runs: {len(records)}; discriminator overpowered in {sum(h is False for h in healthy)}"
+            + (f" (health not measured in {unknown}: a critic without an accuracy, or nothing logged after warm-up)"
+               if unknown else "")
+            + f"; shortcut probe positive (it preferred hard predictions to soft truth) in {shortcut}")
 
 
 def findings_markdown(results: Mapping[str, object]) -> str:
