@@ -264,8 +264,12 @@ def test_resume_trains_only_the_missing_run_and_matches_the_unbroken_one(quick_r
 
 
 @pytest.mark.slow
-def test_jobs_trains_the_missing_runs_in_other_processes_with_the_same_results(quick_run, tmp_path):
+def test_jobs_trains_the_missing_runs_in_other_processes_with_the_same_results(quick_run, tmp_path, monkeypatch):
     out = copy_of(quick_run, tmp_path)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("with --jobs 2 a run was trained in the calling process")
+    monkeypatch.setattr(runner, "execute_run", not_here)  # spawned workers import the real one
     old = read_json(out / "results.json")
     missing = [("clean/ce", 1), ("occluded/ce+hybrid-product-0.01", 0), ("occluded/dice+segan-1", 1)]
     for arm, seed in missing:

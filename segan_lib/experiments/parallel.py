@@ -1,7 +1,7 @@
 """Runs of an experiment side by side: ``jobs`` processes at a time, each with its own few threads.
 
-On a CPU, two runs of one thread each finish sooner than one run of two threads after the other
-(a small U-Net does not keep two threads busy). Every run seeds itself and builds its own data,
+The reference presets train each run on one thread, so on a 2-core machine two runs side by side
+keep both cores busy where one at a time leaves one idle. Every run seeds itself and builds its own data,
 so a run's result does not depend on which process trains it or in which order: the runner's
 ``jobs > 1`` gives the same numbers as ``jobs = 1`` (``tests/test_experiments.py`` checks this).
 
