@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from segan_lib.experiments import read_json, verdicts
-from segan_lib.experiments.findings import findings_markdown, readme_block, update_readme, validity_line
+from segan_lib.experiments.findings import findings_markdown, plateau_lines, readme_block, update_readme, validity_line
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = sorted((ROOT / "notebooks" / "results").glob("*/results.json"))
@@ -87,3 +87,14 @@ def test_the_readme_says_what_the_pinned_results_say(path):
     assert block == findings_markdown(read_json(path)), (
         "README findings differ from results.json: run python -m segan_lib.experiments.findings README.md "
         "notebooks/results")
+
+
+def test_a_baseline_off_its_plateau_says_which_way_it_moved():
+    def summary(change):
+        return {"change": change, "plateaued": abs(change) < 0.01, "from_step": 75, "to_step": 100, "seeds": 5}
+
+    results = {"plateau": {"up": summary(0.02), "down": summary(-0.0104), "flat": summary(-0.004)}}
+    assert plateau_lines(results) == [
+        "baseline `up`: held-out Dice moved +0.020 from step 75 to 100 (5 seeds): **still moving** (rising)",
+        "baseline `down`: held-out Dice moved -0.010 from step 75 to 100 (5 seeds): **still moving** (falling)",
+        "baseline `flat`: held-out Dice moved -0.004 from step 75 to 100 (5 seeds): on its plateau"]

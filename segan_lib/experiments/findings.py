@@ -55,7 +55,8 @@ def plateau_lines(results: Mapping[str, object]) -> list[str]:
     """One line per baseline: how far its seed-mean held-out Dice moved over the last quarter."""
     lines = []
     for arm, summary in (results.get("plateau") or {}).items():
-        state = "on its plateau" if summary["plateaued"] else "**still moving**"
+        direction = "rising" if summary["change"] > 0 else "falling"
+        state = "on its plateau" if summary["plateaued"] else f"**still moving** ({direction})"
         lines.append(f"baseline `{arm}`: held-out Dice moved {_signed(summary['change'])} from step "
                      f"{summary['from_step']:,} to {summary['to_step']:,} ({_seeds(summary['seeds'])}): {state}")
     return lines
