@@ -47,9 +47,11 @@ The regime now: **1,024 training images** (so that even full labels are scarce f
 annealed to 0 by a cosine (below). A pilot of labelled-only training only (no adversarial arm),
 seeds 0 and 1, gave held-out mean foreground Dice 0.574 / 0.524 at 1/4, 0.629 / 0.615 at 1/2
 and 0.685 / 0.705 with all labels: steps of about 0.07 where the third version's were 0.02 and
-0.03. Whether the reference curve rises by at least 0.10 from the smallest fraction to full
-labels, and whether every step of it is larger than its interval, is reported in the results
-(``label_curve``, :func:`~segan_lib.experiments.curves.label_curve_summary`), not assumed.
+0.03. The reference run then trained its 25 labelled-only runs (5 seeds) before any run of an
+adversarial or self-training arm. Whether the reference curve rises by at least 0.10 from the
+smallest fraction to full labels, and whether every step of it is larger than its interval, is
+reported in the results (``label_curve``, :func:`~segan_lib.experiments.curves.label_curve_summary`),
+not assumed.
 
 **Fractions.** 1/32, 1/8, 1/4 and 1/2 of the training images (32 to 512 labelled images),
 four arms each, and all labels (``full/labelled-only``, the ceiling). Hung et al. report 1/8,
